@@ -1,0 +1,147 @@
+"""Fitted, serialisable preprocessing: category vocabularies (0 = unknown) and continuous scaling.
+
+Generic: knows nothing about Rossmann. A ``ColumnSpec`` says which columns are categorical,
+which are continuous and which is the target; a ``Preprocessor`` learns vocabularies and
+scaling from a frame and turns any frame with those columns into tensors. ``to_dict`` /
+``from_dict`` round-trip through plain data (JSON-able), so it travels inside a checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from rossmann_embed.errors import InputError
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """Which columns the model sees: categorical (name -> cardinality seen), continuous, target."""
+
+    categorical: dict[str, int]
+    continuous: list[str]
+    target: str | None = "Sales"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "categorical": dict(self.categorical),
+            "continuous": list(self.continuous),
+            "target": self.target,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ColumnSpec:
+        return cls(dict(data["categorical"]), list(data["continuous"]), data.get("target"))
+
+
+@dataclass
+class EncodedTable:
+    """Tensors for one frame: category indices, scaled continuous values, log target (or None)."""
+
+    categorical: torch.Tensor  # int64 [rows, n_categorical]
+    continuous: torch.Tensor  # float32 [rows, n_continuous]
+    target: torch.Tensor | None = None  # float32 [rows], log(target)
+
+    def __len__(self) -> int:
+        return self.categorical.shape[0]
+
+
+@dataclass
+class Preprocessor:
+    """Category vocabularies (index 0 reserved for unknown) and continuous mean/std."""
+
+    spec: ColumnSpec
+    vocabularies: dict[str, list[Any]] = field(default_factory=dict)
+    means: dict[str, float] = field(default_factory=dict)
+    stds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cardinalities(self) -> dict[str, int]:
+        """Embedding rows per categorical column: known values plus the unknown row."""
+        return {name: len(vocab) + 1 for name, vocab in self.vocabularies.items()}
+
+    def fit(self, frame: pl.DataFrame) -> Preprocessor:
+        """Learn vocabularies and scaling from ``frame`` (normally the training rows only)."""
+        _require_columns(frame, [*self.spec.categorical, *self.spec.continuous], "fit frame")
+        self.vocabularies = {
+            name: frame.get_column(name).drop_nulls().unique().sort().to_list()
+            for name in self.spec.categorical
+        }
+        stats = frame.select(
+            *[pl.col(c).cast(pl.Float64).mean().alias(f"{c}__mean") for c in self.spec.continuous],
+            *[pl.col(c).cast(pl.Float64).std().alias(f"{c}__std") for c in self.spec.continuous],
+        ).row(0, named=True) if self.spec.continuous else {}
+        self.means = {c: _finite(stats[f"{c}__mean"], 0.0) for c in self.spec.continuous}
+        self.stds = {c: _finite(stats[f"{c}__std"], 1.0) or 1.0 for c in self.spec.continuous}
+        return self
+
+    def transform(self, frame: pl.DataFrame, source: str = "input frame") -> EncodedTable:
+        """Encode ``frame``: unknown or missing categories -> 0, missing continuous -> mean."""
+        if not self.vocabularies and self.spec.categorical:
+            raise RuntimeError("Preprocessor.transform called before fit")
+        _require_columns(frame, [*self.spec.categorical, *self.spec.continuous], source)
+        encoded = frame.select(
+            *[
+                pl.col(name)
+                .replace_strict(vocab, list(range(1, len(vocab) + 1)), default=0,
+                                return_dtype=pl.Int64)
+                .fill_null(0)
+                .alias(name)
+                for name, vocab in self.vocabularies.items()
+            ],
+            *[
+                ((pl.col(c).cast(pl.Float64).fill_null(self.means[c]) - self.means[c])
+                 / self.stds[c]).cast(pl.Float32).alias(c)
+                for c in self.spec.continuous
+            ],
+        )
+        categorical = torch.from_numpy(
+            encoded.select(list(self.vocabularies)).to_numpy().astype(np.int64)
+        ).reshape(len(frame), len(self.vocabularies))
+        continuous = torch.from_numpy(
+            np.array(encoded.select(self.spec.continuous).to_numpy(), np.float32)
+        ).reshape(len(frame), len(self.spec.continuous))
+        target = None
+        if self.spec.target is not None and self.spec.target in frame.columns:
+            values = frame.get_column(self.spec.target).cast(pl.Float64).to_numpy()
+            with np.errstate(divide="ignore"):
+                target = torch.from_numpy(np.log(values).astype(np.float32))
+        return EncodedTable(categorical.contiguous(), continuous.contiguous(), target)
+
+    def fit_transform(self, frame: pl.DataFrame) -> EncodedTable:
+        return self.fit(frame).transform(frame)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists, dicts, numbers, strings) that ``from_dict`` restores."""
+        return {
+            "spec": self.spec.to_dict(),
+            "vocabularies": {k: list(vocab) for k, vocab in self.vocabularies.items()},
+            "means": dict(self.means),
+            "stds": dict(self.stds),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessor:
+        return cls(
+            ColumnSpec.from_dict(data["spec"]),
+            {k: list(v) for k, v in data["vocabularies"].items()},
+            dict(data["means"]),
+            dict(data["stds"]),
+        )
+
+
+def _require_columns(frame: pl.DataFrame, columns: list[str], source: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError.at(
+            source, f"columns {missing} (the model was trained with them)",
+            column=missing[0],
+        )
+
+
+def _finite(value: float | None, default: float) -> float:
+    return default if value is None or not np.isfinite(value) else float(value)
