@@ -1,0 +1,228 @@
+"""Rossmann features as polars expressions: one frame for every day the data knows, and a spec.
+
+Features are computed on the union of the data directory's train.csv and test.csv, plus an
+optional target file (any file in Kaggle's test layout, which takes precedence on the
+same (Store, Date)). So a day gets the same features whether it is trained on, validated,
+evaluated or predicted, and a store's first test days see the same history as any other day.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from rossmann_embed.encoding import ColumnSpec
+from rossmann_embed.io import RossmannData
+
+ELAPSED_CAP_DAYS = 60  # days since/until an event, beyond this "long ago" is all the same
+COMPETITION_CAP_MONTHS = 24
+PROMO2_CAP_WEEKS = 25
+WINDOW_DAYS = 7
+EVENTS = {  # per store: the days these hold are the events that elapsed features count
+    "StateHoliday": pl.col("StateHoliday") != "0",
+    "SchoolHoliday": pl.col("SchoolHoliday") == 1,
+    "Promo": pl.col("Promo") == 1,
+}
+MONTH_ABBREVIATIONS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                       "Jul", "Aug", "Sept", "Oct", "Nov", "Dec"]
+WEATHER_COLUMNS = ["Max_TemperatureC", "Mean_TemperatureC", "Min_TemperatureC", "Mean_Humidity",
+                   "Mean_Wind_SpeedKm_h", "Precipitationmm", "CloudCover"]
+
+CATEGORICAL = [
+    "Store", "DayOfWeek", "Year", "Month", "Day", "WeekOfYear", "StateHoliday", "Promo",
+    "SchoolHoliday", "StoreType", "Assortment", "PromoInterval", "CompetitionMonthsOpen",
+    "CompetitionOpenSinceYear", "Promo2", "Promo2Weeks", "Promo2SinceYear", "Promo2Active",
+    "State",
+    *[f"{event}{side}7" for event in EVENTS for side in ("Last", "Next")],
+]
+CONTINUOUS = [
+    "LogCompetitionDistance", "DayOfYear",
+    *[f"Days{side}{event}" for event in EVENTS for side in ("Since", "Until")],
+]
+
+
+@dataclass
+class FeatureTable:
+    """All rows with their features, the column spec, and counts of what happened to rows."""
+
+    frame: pl.DataFrame  # column "Set": "train", "test" or "target"
+    spec: ColumnSpec
+    report: dict[str, int] = field(default_factory=dict)
+
+
+def build_features(data: RossmannData, target: pl.DataFrame | None = None) -> FeatureTable:
+    """Build the feature frame for train.csv, test.csv and an optional target file together."""
+    rows, report = _stack_rows(data, target)
+    frame = (
+        rows.lazy()
+        .join(data.stores.lazy(), on="Store", how="left")
+        .with_columns(_calendar())
+        .with_columns(*_competition(), *_promo2())
+        .with_columns(_promo2_active())
+        .pipe(_elapsed_events)
+        .pipe(_join_weather, data.weather)
+        .pipe(_join_trends, data.trends)
+        .sort("Set", "Id", "Store", "Date", nulls_last=True)
+        .collect()
+    )
+    categorical = [*CATEGORICAL, *(["Events"] if data.weather is not None else [])]
+    continuous = [
+        *CONTINUOUS,
+        *(WEATHER_COLUMNS if data.weather is not None else []),
+        *(["Trend", "TrendDE"] if data.trends is not None else []),
+    ]
+    cardinality = frame.select(pl.col(c).n_unique() for c in categorical).row(0)
+    spec = ColumnSpec(dict(zip(categorical, cardinality)), continuous, target="Sales")
+    report["rows_features"] = frame.height
+    return FeatureTable(frame, spec, report)
+
+
+def model_rows(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The one place that decides which rows the model learns from: open days with Sales > 0.
+
+    Returns the rows and the counts of labelled rows kept and removed, by reason.
+    """
+    labelled = frame.filter(pl.col("Sales").is_not_null())
+    counts = labelled.select(
+        rows_labelled=pl.len(),
+        dropped_closed=(pl.col("Open") == 0).sum(),
+        dropped_open_zero_sales=((pl.col("Open") == 1) & (pl.col("Sales") <= 0)).sum(),
+    ).row(0, named=True)
+    kept = labelled.filter((pl.col("Open") == 1) & (pl.col("Sales") > 0))
+    counts["rows_model"] = kept.height
+    return kept, counts
+
+
+def time_split(frame: pl.DataFrame, validation_days: int = 48) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The last ``validation_days`` calendar days are validation, the rest train (0: no validation)."""
+    if validation_days <= 0:
+        return frame, frame.clear()
+    last = frame.get_column("Date").max()
+    first_validation = last - pl.duration(days=validation_days - 1)
+    is_validation = pl.col("Date") >= pl.select(first_validation).item()
+    return frame.filter(~is_validation), frame.filter(is_validation)
+
+
+def _stack_rows(data: RossmannData, target: pl.DataFrame | None) -> tuple[pl.DataFrame, dict]:
+    """Union of train, test and target rows; a target row replaces history on the same day."""
+    train = data.train.with_columns(Set=pl.lit("train"), Id=pl.lit(None, pl.Int64))
+    test = data.test.with_columns(Set=pl.lit("test"), Sales=pl.lit(None, pl.Int64))
+    report = {"rows_train": data.train.height, "rows_test": data.test.height}
+    report["test_open_blank_as_open"] = data.test.get_column("Open").null_count()
+    parts = [train, test]
+    if target is not None:
+        keys = target.select("Store", "Date")
+        report["rows_target"] = target.height
+        report["target_open_blank_as_open"] = target.get_column("Open").null_count()
+        before = train.height + test.height
+        parts = [p.join(keys, on=["Store", "Date"], how="anti") for p in parts]
+        report["history_rows_replaced_by_target"] = before - sum(p.height for p in parts)
+        parts.append(target.with_columns(Set=pl.lit("target"), Sales=pl.lit(None, pl.Int64)))
+    columns = ["Set", "Id", "Store", "DayOfWeek", "Date", "Sales", "Open", "Promo",
+               "StateHoliday", "SchoolHoliday"]
+    stacked = pl.concat([p.select(columns) for p in parts])
+    # Kaggle's test.csv has blank Open values: a blank is taken as open (and counted above).
+    return stacked.with_columns(pl.col("Open").fill_null(1)), report
+
+
+def _calendar() -> list[pl.Expr]:
+    date = pl.col("Date")
+    return [
+        date.dt.year().alias("Year"),
+        date.dt.month().alias("Month"),
+        date.dt.day().alias("Day"),
+        date.dt.week().alias("WeekOfYear"),
+        date.dt.ordinal_day().alias("DayOfYear"),
+    ]
+
+
+def _competition() -> list[pl.Expr]:
+    months = (pl.col("Year") - pl.col("CompetitionOpenSinceYear")) * 12 + (
+        pl.col("Month") - pl.col("CompetitionOpenSinceMonth")
+    )
+    return [
+        # -1: no opening date known; 0: not open yet; capped at two years.
+        months.clip(0, COMPETITION_CAP_MONTHS).fill_null(-1).alias("CompetitionMonthsOpen"),
+        pl.col("CompetitionOpenSinceYear").fill_null(-1),
+        # No competitor known: as far away as the farthest one.
+        pl.col("CompetitionDistance").fill_null(pl.col("CompetitionDistance").max())
+        .log1p().alias("LogCompetitionDistance"),
+        pl.col("PromoInterval").fill_null("none"),
+    ]
+
+
+def _promo2() -> list[pl.Expr]:
+    # Monday of ISO week Promo2SinceWeek: Monday of the week holding 4 January, plus weeks.
+    jan4 = pl.date(pl.col("Promo2SinceYear"), 1, 4)
+    week1 = jan4 - pl.duration(days=jan4.dt.weekday() - 1)
+    since = week1 + pl.duration(weeks=pl.col("Promo2SinceWeek") - 1)
+    weeks = (pl.col("Date") - since).dt.total_days() // 7
+    return [
+        weeks.clip(0, PROMO2_CAP_WEEKS).fill_null(-1).alias("Promo2Weeks"),
+        (pl.col("Date") >= since).fill_null(False).alias("Promo2Started"),
+        pl.col("Promo2SinceYear").fill_null(-1),
+    ]
+
+
+def _promo2_active() -> pl.Expr:
+    """Promo2 runs this month: the store takes part, it has started, the month is in its interval."""
+    month_name = pl.col("Month").replace_strict(
+        list(range(1, 13)), MONTH_ABBREVIATIONS, return_dtype=pl.String
+    )
+    in_interval = pl.col("PromoInterval").str.contains(month_name, literal=True)
+    return ((pl.col("Promo2") == 1) & pl.col("Promo2Started") & in_interval).cast(pl.Int8).alias(
+        "Promo2Active"
+    )
+
+
+def _elapsed_events(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Per store in date order: days since/until each event, and how many in the last/next 7 days."""
+    day = pl.col("Date").cast(pl.Int32)
+    since, until, last7, next7 = [], [], [], []
+    for name, holds in EVENTS.items():
+        event_day = pl.when(holds).then(day)
+        since.append((day - event_day.forward_fill().over("Store")).clip(0, ELAPSED_CAP_DAYS)
+                     .fill_null(ELAPSED_CAP_DAYS).alias(f"DaysSince{name}"))
+        until.append((event_day.backward_fill().over("Store") - day).clip(0, ELAPSED_CAP_DAYS)
+                     .fill_null(ELAPSED_CAP_DAYS).alias(f"DaysUntil{name}"))
+        count = holds.cast(pl.Int32)
+        last7.append(count.rolling_sum_by("Day0", f"{WINDOW_DAYS}i", closed="left")
+                     .over("Store").alias(f"{name}Last7"))
+        next7.append(count.rolling_sum_by("Day0", f"{WINDOW_DAYS}i", closed="left")
+                     .over("Store").alias(f"{name}Next7"))
+    return (
+        frame.sort("Store", "Date")
+        .with_columns(*since, *until)
+        .with_columns(Day0=day)
+        .with_columns(last7)
+        # Looking ahead is looking back in reversed time.
+        .sort("Store", "Date", descending=[False, True])
+        .with_columns(Day0=-day)
+        .with_columns(next7)
+        .drop("Day0")
+    )
+
+
+def _join_weather(frame: pl.LazyFrame, weather: pl.DataFrame | None) -> pl.LazyFrame:
+    if weather is None:
+        return frame
+    columns = ["State", "Date", *WEATHER_COLUMNS, "Events"]
+    return frame.join(weather.lazy().select(columns), on=["State", "Date"], how="left").with_columns(
+        pl.col("Events").fill_null("none")
+    )
+
+
+def _join_trends(frame: pl.LazyFrame, trends: pl.DataFrame | None) -> pl.LazyFrame:
+    """Weekly trends (weeks start on Sunday), for the store's state and for Germany."""
+    if trends is None:
+        return frame
+    week_start = pl.col("Date") - pl.duration(days=pl.col("Date").dt.weekday() % 7)
+    trend = trends.lazy()
+    return (
+        frame.with_columns(WeekStart=week_start)
+        .join(trend, on=["State", "WeekStart"], how="left")
+        .join(trend.filter(pl.col("State") == "DE").select("WeekStart", TrendDE="Trend"),
+              on="WeekStart", how="left")
+        .drop("WeekStart")
+    )

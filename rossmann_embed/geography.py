@@ -1,0 +1,259 @@
+"""German states as facts, and how well an embedding of places reproduces their map.
+
+Two parts:
+
+- German facts: ``german_states()`` reads ``german_states.csv`` (written by the team from
+  public facts): state code as used by the Rossmann solution's ``store_states.csv``, German
+  name, capital, the capital's coordinates and the stem of that state's weather file. The
+  region ``"HB,NI"`` (Bremen and Niedersachsen, one code there) is placed at Hannover, the
+  capital of Niedersachsen, which holds nearly all of the region's area and stores; Bremen is
+  about 100 km to the north-west. Its weather file is ``Niedersachsen``.
+- Generic numeric part, for any points: great-circle distances, the Mantel test between two
+  distance matrices, Procrustes alignment of a 2-D projection onto a map, and a score that
+  combines them (``spatial_score`` for planar coordinates, ``geography_score`` for lat/lon).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+import polars as pl
+from scipy.spatial import procrustes
+
+from rossmann_embed.errors import InputError
+
+EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG)
+
+_STATES_SCHEMA = {
+    "code": pl.String,
+    "name": pl.String,
+    "capital": pl.String,
+    "latitude": pl.Float64,
+    "longitude": pl.Float64,
+    "weather_file": pl.String,
+}
+
+
+# --- German facts ------------------------------------------------------------------------------
+
+
+def german_states() -> pl.DataFrame:
+    """The 12 state codes of the Rossmann data with name, capital, coordinates, weather file."""
+    data = (resources.files("rossmann_embed") / "german_states.csv").read_bytes()
+    return pl.read_csv(data, schema=_STATES_SCHEMA)
+
+
+def german_state_coordinates(codes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Latitude and longitude (degrees) of each state code's capital, in the order given."""
+    states = german_states()
+    unknown = sorted(set(codes) - set(states["code"]))
+    if unknown:
+        raise InputError.at(
+            "german_states.csv",
+            f"one of {states['code'].to_list()}",
+            column="code",
+            value=unknown[0],
+        )
+    ordered = pl.DataFrame({"code": list(codes)}).join(
+        states, on="code", how="left", maintain_order="left"
+    )
+    return ordered["latitude"].to_numpy(), ordered["longitude"].to_numpy()
+
+
+# --- distances and maps ------------------------------------------------------------------------
+
+
+def geographic_distances(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Great-circle (haversine) distance matrix in km between points given in degrees."""
+    phi, lam = np.radians(np.asarray(lat, float)), np.radians(np.asarray(lon, float))
+    dphi = phi[:, None] - phi[None, :]
+    dlam = lam[:, None] - lam[None, :]
+    h = np.sin(dphi / 2) ** 2 + np.cos(phi[:, None]) * np.cos(phi[None, :]) * np.sin(dlam / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+
+
+def map_coordinates(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Planar (n, 2) map in km east and north of the mean point (equirectangular projection).
+
+    Longitude is scaled by cos(mean latitude): distances between German capitals are within 5%.
+    """
+    lat, lon = np.asarray(lat, float), np.asarray(lon, float)
+    km_per_degree = np.radians(1.0) * EARTH_RADIUS_KM
+    east = (lon - lon.mean()) * np.cos(np.radians(lat.mean())) * km_per_degree
+    north = (lat - lat.mean()) * km_per_degree
+    return np.column_stack([east, north])
+
+
+def euclidean_distances(points: np.ndarray) -> np.ndarray:
+    """Euclidean distance matrix between the rows of ``points``."""
+    points = np.asarray(points, float)
+    return np.linalg.norm(points[:, None, :] - points[None, :, :], axis=-1)
+
+
+# --- Mantel test -------------------------------------------------------------------------------
+
+
+def _check_square_pair(a: np.ndarray, b: np.ndarray) -> int:
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape != b.shape:
+        raise ValueError(
+            f"expected two square matrices of the same shape, got {a.shape}, {b.shape}"
+        )
+    if a.shape[0] < 3:
+        raise ValueError(f"need at least 3 points for a Mantel test, got {a.shape[0]}")
+    return a.shape[0]
+
+
+def _row_correlations(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of ``x`` (k, m) with the vector ``y`` (m,)."""
+    xc = x - x.mean(axis=-1, keepdims=True)
+    yc = y - y.mean()
+    denom = np.linalg.norm(xc, axis=-1) * np.linalg.norm(yc)
+    if np.any(denom == 0):
+        raise ValueError("a distance matrix is constant; correlation is undefined")
+    return (xc @ yc) / denom
+
+
+def mantel_test(
+    a: np.ndarray, b: np.ndarray, permutations: int = 9999, seed: int = 0
+) -> tuple[float, float]:
+    """Mantel test: Pearson r of the upper triangles of two distance matrices, and its p-value.
+
+    The p-value is one-sided (positive association): (#{r_perm >= r} + 1) / (permutations + 1),
+    where each r_perm permutes rows and columns of ``a`` together. Permutations are drawn in
+    vectorised chunks, so 9999 permutations of a 12 x 12 matrix take milliseconds.
+    """
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    n = _check_square_pair(a, b)
+    rows, cols = np.triu_indices(n, k=1)
+    y = b[rows, cols]
+    r = float(_row_correlations(a[rows, cols][None, :], y)[0])
+
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 2_000_000 // rows.size)  # bound memory to ~16 MB per chunk
+    at_least = 0
+    for start in range(0, permutations, chunk):
+        k = min(chunk, permutations - start)
+        perms = rng.permuted(np.tile(np.arange(n), (k, 1)), axis=1)
+        r_perm = _row_correlations(a[perms[:, rows], perms[:, cols]], y)
+        at_least += int(np.count_nonzero(r_perm >= r - 1e-12))  # tolerance: ties from rounding
+    return r, (at_least + 1) / (permutations + 1)
+
+
+# --- Procrustes --------------------------------------------------------------------------------
+
+
+def procrustes_align(points: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, float]:
+    """Align ``points`` onto ``reference`` by translation, uniform scale and rotation/reflection.
+
+    Returns the aligned points in the reference's units and the residual: scipy's Procrustes
+    disparity, the sum of squared differences after both sets are centred and scaled to unit
+    Frobenius norm and optimally rotated; in [0, 1], 0 = same shape, near 1 = unrelated.
+    """
+    points, reference = np.asarray(points, float), np.asarray(reference, float)
+    if points.shape != reference.shape or points.ndim != 2:
+        raise ValueError(
+            f"expected two (n, d) arrays of one shape, got {points.shape}, {reference.shape}"
+        )
+    _, aligned, disparity = procrustes(reference, points)
+    centre = reference.mean(axis=0)
+    aligned = aligned * np.linalg.norm(reference - centre) + centre  # back to reference units
+    return aligned, float(disparity)
+
+
+# --- score of an embedding ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeographyScore:
+    """How well embedding vectors of places reproduce their map.
+
+    ``mantel_r``/``mantel_p``: Mantel test between embedding distances and map distances.
+    ``procrustes_residual``: disparity of the 2-D PCA of the vectors aligned onto the map.
+    ``aligned`` and ``reference`` are (n, 2) arrays in map units, for plotting only.
+    """
+
+    mantel_r: float
+    mantel_p: float
+    procrustes_residual: float
+    n_states: int
+    labels: tuple[str, ...]
+    aligned: np.ndarray
+    reference: np.ndarray
+
+    def to_json_dict(self) -> dict[str, float | int]:
+        """The scalar scores, JSON-ready (no arrays)."""
+        return {
+            "mantel_r": self.mantel_r,
+            "mantel_p": self.mantel_p,
+            "procrustes_residual": self.procrustes_residual,
+            "n_states": self.n_states,
+        }
+
+    def points_frame(self) -> pl.DataFrame:
+        """One row per place: label, aligned embedding position (x, y) and map position."""
+        return pl.DataFrame(
+            {
+                "label": list(self.labels),
+                "x": self.aligned[:, 0],
+                "y": self.aligned[:, 1],
+                "map_x": self.reference[:, 0],
+                "map_y": self.reference[:, 1],
+            }
+        )
+
+
+def pca_2d(vectors: np.ndarray) -> np.ndarray:
+    """First two principal components of the rows of ``vectors`` (zero-padded if d < 2)."""
+    centred = np.asarray(vectors, float) - np.mean(vectors, axis=0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    scores = (u * s)[:, :2]
+    return np.pad(scores, ((0, 0), (0, 2 - scores.shape[1])))
+
+
+def spatial_score(
+    vectors: np.ndarray,
+    labels: Sequence[str],
+    map_points: np.ndarray,
+    *,
+    map_distances: np.ndarray | None = None,
+    permutations: int = 9999,
+    seed: int = 0,
+) -> GeographyScore:
+    """Score embedding ``vectors`` (n, d) of places against planar ``map_points`` (n, 2).
+
+    Embedding distances are Euclidean in the full space; map distances default to Euclidean
+    distances of ``map_points`` (pass ``map_distances`` for e.g. great-circle km).
+    """
+    vectors, map_points = np.asarray(vectors, float), np.asarray(map_points, float)
+    if vectors.ndim != 2 or len(vectors) != len(labels) or map_points.shape != (len(labels), 2):
+        raise ValueError(
+            f"expected vectors (n, d), n labels and map points (n, 2); got "
+            f"{vectors.shape}, {len(labels)} labels, {map_points.shape}"
+        )
+    if map_distances is None:
+        map_distances = euclidean_distances(map_points)
+    r, p = mantel_test(euclidean_distances(vectors), map_distances, permutations, seed)
+    aligned, residual = procrustes_align(pca_2d(vectors), map_points)
+    return GeographyScore(r, p, residual, len(labels), tuple(labels), aligned, map_points)
+
+
+def geography_score(
+    state_vectors: np.ndarray,
+    state_codes: Sequence[str],
+    lat: np.ndarray,
+    lon: np.ndarray,
+    seed: int = 0,
+    permutations: int = 9999,
+) -> GeographyScore:
+    """Score state embeddings against the map: great-circle distances, km map for Procrustes."""
+    return spatial_score(
+        state_vectors,
+        state_codes,
+        map_coordinates(lat, lon),
+        map_distances=geographic_distances(lat, lon),
+        permutations=permutations,
+        seed=seed,
+    )

@@ -1,0 +1,238 @@
+"""Read and validate the Rossmann files: one explicit schema per file, typed polars frames.
+
+Every file is read as text first and then parsed column by column, so that a bad value is
+reported with its file, line, column and what was expected (``InputError``), never as a
+stack trace from deep inside a CSV parser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from rossmann_embed.errors import InputError
+from rossmann_embed.geography import german_states
+
+HELP = "see data/README.md for where to get the Rossmann files"
+STATE_HOLIDAYS = ["0", "a", "b", "c"]
+PROMO_INTERVALS = ["Jan,Apr,Jul,Oct", "Feb,May,Aug,Nov", "Mar,Jun,Sept,Dec"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """How to parse one column: kind is int, float, date or str; nullable allows blanks."""
+
+    kind: str
+    nullable: bool = False
+    allowed: tuple | None = None
+    minimum: float | None = None
+
+
+BINARY = Column("int", allowed=(0, 1))
+
+# The schemas of every input file, in one place.
+SCHEMAS: dict[str, dict[str, Column]] = {
+    "train.csv": {
+        "Store": Column("int", minimum=1),
+        "DayOfWeek": Column("int", allowed=tuple(range(1, 8))),
+        "Date": Column("date"),
+        "Sales": Column("int", minimum=0),
+        "Customers": Column("int", minimum=0),
+        "Open": BINARY,
+        "Promo": BINARY,
+        "StateHoliday": Column("str", allowed=tuple(STATE_HOLIDAYS)),
+        "SchoolHoliday": BINARY,
+    },
+    "test.csv": {
+        "Id": Column("int", minimum=1),
+        "Store": Column("int", minimum=1),
+        "DayOfWeek": Column("int", allowed=tuple(range(1, 8))),
+        "Date": Column("date"),
+        "Open": Column("int", nullable=True, allowed=(0, 1)),
+        "Promo": BINARY,
+        "StateHoliday": Column("str", allowed=tuple(STATE_HOLIDAYS)),
+        "SchoolHoliday": BINARY,
+    },
+    "store.csv": {
+        "Store": Column("int", minimum=1),
+        "StoreType": Column("str", allowed=("a", "b", "c", "d")),
+        "Assortment": Column("str", allowed=("a", "b", "c")),
+        "CompetitionDistance": Column("float", nullable=True, minimum=0),
+        "CompetitionOpenSinceMonth": Column("int", nullable=True, allowed=tuple(range(1, 13))),
+        "CompetitionOpenSinceYear": Column("int", nullable=True, minimum=1900),
+        "Promo2": BINARY,
+        "Promo2SinceWeek": Column("int", nullable=True, allowed=tuple(range(1, 54))),
+        "Promo2SinceYear": Column("int", nullable=True, minimum=1900),
+        "PromoInterval": Column("str", nullable=True, allowed=tuple(PROMO_INTERVALS)),
+    },
+    "store_states.csv": {
+        "Store": Column("int", minimum=1),
+        "State": Column("str"),
+    },
+    "weather": {
+        "Date": Column("date"),
+        "Max_TemperatureC": Column("float", nullable=True),
+        "Mean_TemperatureC": Column("float", nullable=True),
+        "Min_TemperatureC": Column("float", nullable=True),
+        "Mean_Humidity": Column("float", nullable=True),
+        "Mean_Wind_SpeedKm_h": Column("float", nullable=True),
+        "Precipitationmm": Column("float", nullable=True),
+        "CloudCover": Column("float", nullable=True),
+        "Events": Column("str", nullable=True),
+    },
+}
+KEYS = {"train.csv": ["Store", "Date"], "test.csv": ["Store", "Date"], "store.csv": ["Store"],
+        "store_states.csv": ["Store"], "weather": ["Date"]}
+
+
+@dataclass
+class RossmannData:
+    """The validated inputs. ``weather`` and ``trends`` are None when absent or switched off."""
+
+    train: pl.DataFrame
+    test: pl.DataFrame
+    stores: pl.DataFrame  # store.csv joined with store_states.csv
+    weather: pl.DataFrame | None = None  # State, Date, weather columns
+    trends: pl.DataFrame | None = None  # State ("DE" for Germany), WeekStart, Trend
+
+
+def read_rossmann(
+    data_dir: str | Path,
+    *,
+    test_path: str | Path | None = None,
+    weather: bool = True,
+    trends: bool = True,
+) -> RossmannData:
+    """Read and validate a Rossmann data directory (Kaggle files + the solution's external files).
+
+    ``test_path`` replaces the directory's ``test.csv`` (any file in Kaggle's test layout).
+    Weather and Google-trend files are optional: they are used when present and requested.
+    """
+    data_dir = Path(data_dir)
+    train = read_table(data_dir / "train.csv", "train.csv")
+    test = read_table(Path(test_path) if test_path else data_dir / "test.csv", "test.csv")
+    stores = read_table(data_dir / "store.csv", "store.csv")
+    states = read_table(data_dir / "external" / "store_states.csv", "store_states.csv")
+    for name, table in (("train.csv", train), ("test.csv", test)):
+        _check_stores_known(table, stores, "store.csv", name)
+        _check_stores_known(table, states, "store_states.csv", name)
+    return RossmannData(
+        train=train,
+        test=test,
+        stores=stores.join(states, on="Store", how="left"),
+        weather=read_weather(data_dir / "external" / "weather") if weather else None,
+        trends=read_trends(data_dir / "external" / "googletrend") if trends else None,
+    )
+
+
+def read_table(path: Path, schema_name: str, separator: str = ",") -> pl.DataFrame:
+    """Read one CSV as text and parse it against ``SCHEMAS[schema_name]``."""
+    if not path.is_file():
+        raise InputError.at(str(path), f"the file {path.name} to exist", hint=HELP)
+    raw = pl.read_csv(path, infer_schema=False, separator=separator, null_values=["", "NA"])
+    schema = SCHEMAS[schema_name]
+    for column in schema:
+        if column not in raw.columns:
+            raise InputError.at(
+                str(path), f"a column named {column!r} in the header", line=1, column=column,
+                value=",".join(raw.columns),
+            )
+    table = raw.select(
+        _parse(raw.get_column(c), spec, str(path)).alias(c) for c, spec in schema.items()
+    )
+    _check_unique(table, KEYS[schema_name], str(path))
+    return table
+
+
+def read_weather(folder: Path) -> pl.DataFrame | None:
+    """Daily weather per state code, from the solution's per-state files (None if absent)."""
+    if not folder.is_dir():
+        return None
+    frames = []
+    for row in german_states().iter_rows(named=True):
+        path = folder / f"{row['weather_file']}.csv"
+        if not path.is_file():
+            raise InputError.at(str(path), f"a weather file for state {row['code']}", hint=HELP)
+        table = read_table(path, "weather", separator=";")
+        frames.append(table.with_columns(State=pl.lit(row["code"])))
+    return pl.concat(frames)
+
+
+def read_trends(folder: Path) -> pl.DataFrame | None:
+    """Weekly Google trends: State ("DE" = Germany), WeekStart (a Sunday), Trend (None if absent)."""
+    if not folder.is_dir():
+        return None
+    frames = []
+    codes = ["DE", *german_states().get_column("code").to_list()]
+    for code in codes:
+        # HB,NI shares Niedersachsen's trend file, as in the original solution.
+        suffix = "" if code == "DE" else "_" + code.split(",")[-1]
+        path = folder / f"Rossmann_DE{suffix}.csv"
+        if not path.is_file():
+            raise InputError.at(str(path), f"a Google-trend file for {code}", hint=HELP)
+        raw = pl.read_csv(path, infer_schema=False)
+        week, value = raw.columns[:2]
+        start = _parse(raw.get_column(week).str.slice(0, 10), Column("date"), str(path))
+        trend = _parse(raw.get_column(value), Column("float"), str(path))
+        frames.append(pl.DataFrame({"State": code, "WeekStart": start, "Trend": trend}))
+    return pl.concat(frames)
+
+
+def _parse(raw: pl.Series, spec: Column, file: str) -> pl.Series:
+    """Parse a text column; the first bad value raises an InputError naming its line."""
+    text = raw.str.strip_chars()
+    if spec.kind == "date":
+        parsed = text.str.to_date("%Y-%m-%d", strict=False)
+        expected = "a date like 2015-07-31"
+    elif spec.kind == "int":
+        parsed = text.cast(pl.Int64, strict=False)
+        expected = "a whole number"
+    elif spec.kind == "float":
+        parsed = text.cast(pl.Float64, strict=False)
+        expected = "a number"
+    else:
+        parsed = text
+        expected = "a value"
+    _fail_first(raw, raw.is_not_null() & parsed.is_null(), file, expected)
+    if not spec.nullable:
+        _fail_first(raw, raw.is_null(), file, f"{expected}, not a blank")
+    if spec.allowed is not None:
+        allowed = ", ".join(str(v) for v in spec.allowed)
+        bad = parsed.is_not_null() & ~parsed.is_in(list(spec.allowed))
+        _fail_first(raw, bad, file, f"one of {allowed}")
+    if spec.minimum is not None:
+        _fail_first(raw, parsed < spec.minimum, file, f"a value >= {spec.minimum:g}")
+    return parsed
+
+
+def _fail_first(raw: pl.Series, bad: pl.Series, file: str, expected: str) -> None:
+    if bad.any():
+        row = int(bad.arg_true()[0])
+        raise InputError.at(file, expected, line=row + 2, column=raw.name, value=raw[row])
+
+
+def _check_unique(table: pl.DataFrame, keys: list[str], file: str) -> None:
+    repeated = ~table.select(pl.struct(keys).is_first_distinct()).to_series()
+    if repeated.any():
+        row = int(repeated.arg_true()[0])
+        key = table.row(row, named=True)
+        first = table.with_row_index().filter(
+            pl.all_horizontal(pl.col(k) == key[k] for k in keys)
+        ).item(0, "index")
+        raise InputError.at(
+            file, f"one row per ({', '.join(keys)}); it repeats line {first + 2}",
+            line=row + 2, column=",".join(keys), value=", ".join(str(key[k]) for k in keys),
+        )
+
+
+def _check_stores_known(table: pl.DataFrame, stores: pl.DataFrame, stores_file: str,
+                        file: str) -> None:
+    unknown = ~table.get_column("Store").is_in(stores.get_column("Store").implode())
+    if unknown.any():
+        row = int(unknown.arg_true()[0])
+        raise InputError.at(
+            file, f"a store listed in {stores_file}", line=row + 2, column="Store",
+            value=table[row, "Store"],
+        )
