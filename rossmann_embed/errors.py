@@ -22,7 +22,7 @@ class InputError(ValueError):
         value: Any = None,
         hint: str = "",
     ) -> InputError:
-        """Build an error like ``train.csv line 12, column 'Date': got '2015-13-01', expected ...``."""
+        """Build ``train.csv line 12, column 'Date': got '2015-13-01', expected ...``."""
         where = str(file)
         if line is not None:
             where += f" line {line}"

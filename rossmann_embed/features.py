@@ -73,7 +73,7 @@ def build_features(data: RossmannData, target: pl.DataFrame | None = None) -> Fe
         *(["Trend", "TrendDE"] if data.trends is not None else []),
     ]
     cardinality = frame.select(pl.col(c).n_unique() for c in categorical).row(0)
-    spec = ColumnSpec(dict(zip(categorical, cardinality)), continuous, target="Sales")
+    spec = ColumnSpec(dict(zip(categorical, cardinality, strict=True)), continuous, target="Sales")
     report["rows_features"] = frame.height
     return FeatureTable(frame, spec, report)
 
@@ -95,7 +95,7 @@ def model_rows(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
 
 
 def time_split(frame: pl.DataFrame, validation_days: int = 48) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The last ``validation_days`` calendar days are validation, the rest train (0: no validation)."""
+    """The last ``validation_days`` calendar days are validation, the rest train (0: none)."""
     if validation_days <= 0:
         return frame, frame.clear()
     last = frame.get_column("Date").max()
@@ -166,7 +166,7 @@ def _promo2() -> list[pl.Expr]:
 
 
 def _promo2_active() -> pl.Expr:
-    """Promo2 runs this month: the store takes part, it has started, the month is in its interval."""
+    """Promo2 runs this month: the store takes part, it has started, the month is in its cycle."""
     month_name = pl.col("Month").replace_strict(
         list(range(1, 13)), MONTH_ABBREVIATIONS, return_dtype=pl.String
     )
@@ -177,7 +177,7 @@ def _promo2_active() -> pl.Expr:
 
 
 def _elapsed_events(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Per store in date order: days since/until each event, and how many in the last/next 7 days."""
+    """Per store in date order: days since/until each event, and counts in the last/next 7 days."""
     day = pl.col("Date").cast(pl.Int32)
     since, until, last7, next7 = [], [], [], []
     for name, holds in EVENTS.items():
@@ -208,9 +208,8 @@ def _join_weather(frame: pl.LazyFrame, weather: pl.DataFrame | None) -> pl.LazyF
     if weather is None:
         return frame
     columns = ["State", "Date", *WEATHER_COLUMNS, "Events"]
-    return frame.join(weather.lazy().select(columns), on=["State", "Date"], how="left").with_columns(
-        pl.col("Events").fill_null("none")
-    )
+    joined = frame.join(weather.lazy().select(columns), on=["State", "Date"], how="left")
+    return joined.with_columns(pl.col("Events").fill_null("none"))
 
 
 def _join_trends(frame: pl.LazyFrame, trends: pl.DataFrame | None) -> pl.LazyFrame:

@@ -161,7 +161,7 @@ def read_weather(folder: Path) -> pl.DataFrame | None:
 
 
 def read_trends(folder: Path) -> pl.DataFrame | None:
-    """Weekly Google trends: State ("DE" = Germany), WeekStart (a Sunday), Trend (None if absent)."""
+    """Weekly Google trends: State ("DE": Germany), WeekStart (a Sunday), Trend; None if absent."""
     if not folder.is_dir():
         return None
     frames = []
