@@ -1,0 +1,56 @@
+"""Shared fixtures: the real Rossmann folder (skip when absent) and a tiny hand-written one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rossmann_dir() -> Path:
+    """The real data folder: $ROSSMANN_DATA, defaulting to ../shared/data/rossmann."""
+    return Path(os.environ.get("ROSSMANN_DATA", ROOT.parent / "shared" / "data" / "rossmann"))
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    path = rossmann_dir()
+    if not (path / "train.csv").is_file():
+        pytest.skip(f"real Rossmann data not found at {path} (set ROSSMANN_DATA)")
+    return path
+
+
+TINY = {
+    "train.csv": [
+        '"Store","DayOfWeek","Date","Sales","Customers","Open","Promo","StateHoliday","SchoolHoliday"',
+        '1,3,2015-07-01,5000,500,1,1,"0","0"',
+        '2,3,2015-07-01,6000,600,1,1,"0","1"',
+        '1,2,2015-06-30,4000,400,1,0,"a","0"',
+        '2,2,2015-06-30,0,0,0,0,"a","1"',
+    ],
+    "test.csv": [
+        '"Id","Store","DayOfWeek","Date","Open","Promo","StateHoliday","SchoolHoliday"',
+        '1,1,4,2015-07-02,1,1,"0","0"',
+        '2,2,4,2015-07-02,,1,"0","0"',
+    ],
+    "store.csv": [
+        '"Store","StoreType","Assortment","CompetitionDistance","CompetitionOpenSinceMonth",'
+        '"CompetitionOpenSinceYear","Promo2","Promo2SinceWeek","Promo2SinceYear","PromoInterval"',
+        '1,"c","a",1270,9,2008,0,,,""',
+        '2,"a","a",570,11,2007,1,13,2010,"Jan,Apr,Jul,Oct"',
+    ],
+    "external/store_states.csv": ["Store,State", "1,HE", '2,"HB,NI"'],
+}
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    """A valid four-row Rossmann folder written by hand (no weather or trend files)."""
+    for name, lines in TINY.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+    return tmp_path

@@ -1,0 +1,100 @@
+"""Features: per-store elapsed features, the training-row rule with its counts, the time split."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from rossmann_embed.features import ELAPSED_CAP_DAYS, build_features, model_rows, time_split
+from rossmann_embed.io import RossmannData, read_rossmann
+
+
+def one_store(days: int, promo_days: set[int], holiday_days: set[int]) -> RossmannData:
+    """A single store with ``days`` consecutive labelled days (test is its next day)."""
+    start = date(2015, 1, 1)
+    dates = [start + timedelta(days=i) for i in range(days)]
+    train = pl.DataFrame({
+        "Store": 1, "DayOfWeek": [d.isoweekday() for d in dates], "Date": dates,
+        "Sales": 1000, "Customers": 100, "Open": 1,
+        "Promo": [int(i in promo_days) for i in range(days)],
+        "StateHoliday": ["a" if i in holiday_days else "0" for i in range(days)],
+        "SchoolHoliday": 0,
+    }).cast({pl.Int32: pl.Int64})
+    nxt = start + timedelta(days=days)
+    test = pl.DataFrame({
+        "Id": [1], "Store": [1], "DayOfWeek": [nxt.isoweekday()], "Date": [nxt], "Open": [None],
+        "Promo": [1], "StateHoliday": ["0"], "SchoolHoliday": [0],
+    }).cast({pl.Int32: pl.Int64, pl.Null: pl.Int64})
+    stores = pl.DataFrame({
+        "Store": [1], "StoreType": ["a"], "Assortment": ["a"], "CompetitionDistance": [100.0],
+        "CompetitionOpenSinceMonth": [1], "CompetitionOpenSinceYear": [2014], "Promo2": [1],
+        "Promo2SinceWeek": [1], "Promo2SinceYear": [2015], "PromoInterval": ["Jan,Apr,Jul,Oct"],
+        "State": ["HE"],
+    }).cast({pl.Int32: pl.Int64})
+    return RossmannData(train, test, stores)
+
+
+def test_elapsed_features_per_store_in_date_order() -> None:
+    table = build_features(one_store(20, promo_days={5, 6, 12}, holiday_days={10}))
+    frame = table.frame.sort("Date")
+    row = frame.row(11, named=True)  # day 11: promo on 5, 6, 12; holiday on 10
+    assert row["DaysSincePromo"] == 5 and row["DaysUntilPromo"] == 1
+    assert row["DaysSinceStateHoliday"] == 1
+    assert row["PromoLast7"] == 2 and row["PromoNext7"] == 1
+    assert row["StateHolidayLast7"] == 1 and row["StateHolidayNext7"] == 0
+    first = frame.row(0, named=True)
+    assert first["DaysSinceStateHoliday"] == ELAPSED_CAP_DAYS  # nothing seen yet: capped
+    assert first["DaysUntilStateHoliday"] == 10
+    # The test day sees the train days before it, as any other day would.
+    last = frame.filter(pl.col("Set") == "test").row(0, named=True)
+    assert last["DaysSinceStateHoliday"] == 10 and last["DaysSincePromo"] == 0
+    assert last["Open"] == 1 and table.report["test_open_blank_as_open"] == 1
+
+
+def test_promo2_and_competition() -> None:
+    frame = build_features(one_store(40, set(), set())).frame.sort("Date")
+    january, february = frame.row(0, named=True), frame.row(35, named=True)
+    assert january["Promo2Active"] == 1 and february["Promo2Active"] == 0
+    assert january["CompetitionMonthsOpen"] == 12
+    assert january["Promo2Weeks"] == 0 and february["Promo2Weeks"] == 5
+
+
+def test_target_rows_replace_history(tiny_data: Path) -> None:
+    data = read_rossmann(tiny_data)
+    target = data.train.filter(pl.col("Date") == date(2015, 7, 1)).select(
+        pl.int_range(1, pl.len() + 1).alias("Id").cast(pl.Int64), "Store", "DayOfWeek", "Date",
+        "Open", "Promo", "StateHoliday", "SchoolHoliday",
+    )
+    table = build_features(data, target)
+    assert table.report["history_rows_replaced_by_target"] == 2
+    assert table.frame.height == 4 + 2  # two history days replaced, test days kept
+    assert table.frame.filter(pl.col("Set") == "target").height == 2
+
+
+def test_model_rows_and_split_account_for_every_row(tiny_data: Path) -> None:
+    table = build_features(read_rossmann(tiny_data))
+    kept, counts = model_rows(table.frame)
+    assert counts == {"rows_labelled": 4, "dropped_closed": 1, "dropped_open_zero_sales": 0,
+                      "rows_model": 3}
+    train, validation = time_split(kept, validation_days=1)
+    assert validation.get_column("Date").unique().to_list() == [date(2015, 7, 1)]
+    assert train.height + validation.height == kept.height
+    assert time_split(kept, 0)[1].height == 0
+
+
+def test_real_features_keep_or_count_every_row(real_data: Path) -> None:
+    table = build_features(read_rossmann(real_data))
+    assert table.frame.height == table.report["rows_train"] + table.report["rows_test"]
+    kept, counts = model_rows(table.frame)
+    assert counts["rows_labelled"] == 963_689
+    assert counts["rows_model"] + counts["dropped_closed"] + counts["dropped_open_zero_sales"] \
+        == counts["rows_labelled"]
+    assert table.spec.categorical["Store"] == 1115 and table.spec.categorical["State"] == 12
+    features = [*table.spec.categorical, *table.spec.continuous]
+    nulls = kept.select(pl.col(c).null_count() for c in features if c != "CloudCover")
+    assert nulls.sum_horizontal().item() == 0
+    train, validation = time_split(kept, 48)
+    assert validation.get_column("Date").min() == date(2015, 4, 27)
+    assert validation.get_column("Date").max() == date(2015, 6, 13)
