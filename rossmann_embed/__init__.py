@@ -1,4 +1,4 @@
-"""rossmann-embed: entity embeddings of categorical variables, as in Guo & Berkhahn's Rossmann solution."""
+"""rossmann-embed: entity embeddings of categorical variables (Guo & Berkhahn, Rossmann)."""
 
 from rossmann_embed.errors import InputError
 

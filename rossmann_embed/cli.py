@@ -1,0 +1,125 @@
+"""`rossmann-embed` command line: thin subcommands over the package.
+
+Bad input (an ``InputError``) prints its one-line message and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rossmann_embed.config import TrainConfig
+from rossmann_embed.errors import InputError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
+
+
+def command(function: Callable[[argparse.Namespace], None]) -> Callable:
+    COMMANDS[function.__name__.removeprefix("run_")] = function
+    return function
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """Options of `train` (and the scripts mirroring it), defaulting to TrainConfig's."""
+    d = TrainConfig(data_dir="", out="")
+    parser.add_argument("--data-dir", required=True, help="folder with Kaggle's Rossmann files")
+    parser.add_argument("--out", required=True, help="run directory to write")
+    parser.add_argument("--config", type=Path, help="JSON or YAML TrainConfig; flags override")
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--learning-rate", "--lr", type=float, default=d.learning_rate)
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--loss", choices=["mse", "mae"], default=d.loss)
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--seeds", type=int, default=d.seeds,
+                        help="train a seed ensemble of this many members")
+    parser.add_argument("--validation-days", type=int, default=d.validation_days,
+                        help="last N days are validation; 0 trains on everything")
+    parser.add_argument("--embedding-size", action="append", default=[], metavar="COLUMN=SIZE",
+                        help="override one column's embedding size (repeatable)")
+    parser.add_argument("--hidden-sizes", type=_ints, default=d.hidden_sizes, metavar="1000,500")
+    parser.add_argument("--dropout", type=_floats, default=d.dropout, metavar="0.001,0.01")
+    parser.add_argument("--embedding-dropout", type=float, default=d.embedding_dropout)
+    parser.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=d.batch_norm)
+    parser.add_argument("--weather", action=argparse.BooleanOptionalAction, default=d.weather)
+    parser.add_argument("--trends", action=argparse.BooleanOptionalAction, default=d.trends)
+    parser.add_argument("--patience", type=int, default=d.patience)
+    parser.add_argument("--accelerator", default=d.accelerator)
+    parser.add_argument("--devices", default=d.devices)
+    parser.add_argument("--strategy", default=d.strategy)
+    parser.add_argument("--precision", default=d.precision)
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run from its last checkpoints")
+
+
+def train_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
+    """The TrainConfig of parsed `train` options: a --config file, overridden by given flags."""
+    flags = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    flags["embedding_sizes"] = dict(_column_size(s) for s in args.embedding_size)
+    if not args.config:
+        return TrainConfig.from_dict(flags)
+    changed = {k: v for k, v in flags.items() if v != parser.get_default(k) and v != {}}
+    return TrainConfig.from_dict({**TrainConfig.load(args.config).to_dict(), **changed})
+
+
+@command
+def run_train(args: argparse.Namespace) -> None:
+    from rossmann_embed.training import fit
+
+    config = train_config(args, args.subparser)
+    run_dir = fit(config, resume=args.resume)
+    print(f"run written to {run_dir}")
+
+
+@command
+def run_demo(args: argparse.Namespace) -> None:
+    from rossmann_embed.demo import demo
+
+    demo(Path(args.out), seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rossmann-embed",
+        description="Entity embeddings for Rossmann store sales (Guo & Berkhahn): train, "
+                    "predict, and see what the embeddings learned.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train an entity-embedding regressor into a run dir")
+    add_train_options(train)
+    train.set_defaults(subparser=train)
+    demo = sub.add_parser("demo", help="synthetic data -> trained run, in under 2 minutes")
+    demo.add_argument("--out", required=True, help="folder for the data and the run")
+    demo.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `rossmann-embed` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except InputError as error:
+        print(f"rossmann-embed: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",") if v]
+
+
+def _column_size(text: str) -> tuple[str, int]:
+    column, _, size = text.partition("=")
+    if not size.isdigit():
+        raise argparse.ArgumentTypeError(f"expected COLUMN=SIZE, got {text!r}")
+    return column, int(size)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""EntityEmbeddingRegressor: one embedding per categorical column, concatenated with the
+continuous columns, through an MLP to a prediction of log(target).
+
+Generic: knows nothing about Rossmann. Inputs are the tensors of ``encoding.EncodedTable``
+(category index 0 = unknown); the output is in log space; validation reports RMSPE in the
+original space, exact under DDP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pytorch_lightning import LightningModule
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def default_embedding_size(cardinality: int) -> int:
+    """fastai's rule of thumb, ``min(600, round(1.6 * n ** 0.56))``: grows sub-linearly, so
+    1116 stores get 81 dimensions and 8 weekdays get 5."""
+    return int(min(600, round(1.6 * cardinality**0.56)))
+
+
+def rmspe(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Kaggle's root mean squared percentage error over rows with ``y_true != 0``."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    keep = y_true != 0
+    if not keep.any():
+        return float("nan")
+    pct = (y_true[keep] - y_pred[keep]) / y_true[keep]
+    return float(np.sqrt(np.mean(pct**2)))
+
+
+class EntityEmbeddingRegressor(LightningModule):
+    """Entity embeddings (Guo & Berkhahn 2016) + MLP regressor of log(target).
+
+    Args:
+        cardinalities: embedding rows per categorical column, including the unknown row 0.
+        n_continuous: number of continuous input columns.
+        embedding_sizes: per-column overrides of ``default_embedding_size``.
+        hidden_sizes: widths of the hidden layers.
+        dropout: dropout after each hidden layer (one float for all, or one per layer).
+        embedding_dropout: dropout on the concatenated embeddings.
+        batch_norm: BatchNorm1d after each hidden layer's ReLU.
+        y_range: ``(lo, hi)`` in log space; the output becomes ``lo + (hi - lo) * sigmoid(x)``.
+        loss: ``"mse"`` or ``"mae"`` of log predictions; rows with non-finite targets
+            (log of zero sales) are ignored.
+        learning_rate: peak learning rate of the one-cycle schedule (AdamW).
+        weight_decay: AdamW's decoupled weight decay.
+        preprocessing: opaque plain data (e.g. ``Preprocessor.to_dict()``) stored in the
+            hyperparameters so that a checkpoint alone can predict; never read here.
+    """
+
+    def __init__(
+        self,
+        cardinalities: dict[str, int],
+        n_continuous: int,
+        embedding_sizes: dict[str, int] | None = None,
+        hidden_sizes: Sequence[int] = (1000, 500),
+        dropout: float | Sequence[float] = (0.001, 0.01),
+        embedding_dropout: float = 0.04,
+        batch_norm: bool = False,
+        y_range: tuple[float, float] | None = None,
+        loss: Literal["mse", "mae"] = "mse",
+        learning_rate: float = 3e-3,
+        weight_decay: float = 1e-5,
+        preprocessing: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if loss not in ("mse", "mae"):
+            raise ValueError(f"loss must be 'mse' or 'mae', got {loss!r}")
+        unknown = set(embedding_sizes or {}) - set(cardinalities)
+        if unknown:
+            raise ValueError(f"embedding_sizes names columns not in cardinalities: {unknown}")
+        # Plain containers only, so checkpoints load with weights_only=True.
+        self.save_hyperparameters(
+            {
+                "cardinalities": dict(cardinalities),
+                "n_continuous": int(n_continuous),
+                "embedding_sizes": dict(embedding_sizes) if embedding_sizes else None,
+                "hidden_sizes": [int(h) for h in hidden_sizes],
+                "dropout": _per_layer(dropout, len(hidden_sizes)),
+                "embedding_dropout": float(embedding_dropout),
+                "batch_norm": bool(batch_norm),
+                "y_range": [float(v) for v in y_range] if y_range is not None else None,
+                "loss": loss,
+                "learning_rate": float(learning_rate),
+                "weight_decay": float(weight_decay),
+                "preprocessing": preprocessing,
+            }
+        )
+        sizes = {name: default_embedding_size(n) for name, n in cardinalities.items()}
+        sizes.update(embedding_sizes or {})
+        self.embeddings = nn.ModuleDict(
+            {name: nn.Embedding(n, sizes[name]) for name, n in cardinalities.items()}
+        )
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.mlp = _mlp(
+            sum(sizes.values()) + n_continuous,
+            self.hparams.hidden_sizes,
+            self.hparams.dropout,
+            batch_norm,
+        )
+        self._val_sums: torch.Tensor | None = None
+
+    # ---- model ---------------------------------------------------------------------------
+
+    def forward(self, categorical: torch.Tensor, continuous: torch.Tensor) -> torch.Tensor:
+        """Log predictions [rows] from category indices [rows, n_cat] and continuous
+        values [rows, n_cont] (columns in the order of ``cardinalities``)."""
+        parts = [emb(categorical[:, i]) for i, emb in enumerate(self.embeddings.values())]
+        x = torch.cat([self.embedding_dropout(torch.cat(parts, dim=1)), continuous], dim=1)
+        out = self.mlp(x).squeeze(1)
+        if self.hparams.y_range is not None:
+            lo, hi = self.hparams.y_range
+            out = lo + (hi - lo) * torch.sigmoid(out)
+        return out
+
+    def _loss_sum(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Sum of the loss over rows with finite targets, and their count (no host sync)."""
+        finite = torch.isfinite(target)
+        diff = torch.where(finite, pred - target, 0.0)
+        per_row = diff.square() if self.hparams.loss == "mse" else diff.abs()
+        return per_row.sum(), finite.sum()
+
+    # ---- Lightning loop ------------------------------------------------------------------
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        categorical, continuous, target = batch
+        loss_sum, count = self._loss_sum(self(categorical, continuous), target)
+        loss = loss_sum / count.clamp_min(1)
+        self.log("train_loss", loss, prog_bar=True)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        # [sum of squared pct errors, sum of loss, rows with target > 0]
+        self._val_sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        categorical, continuous, target = batch
+        pred = self(categorical, continuous)
+        loss_sum, count = self._loss_sum(pred, target)
+        # (y - yhat) / y = 1 - exp(log yhat - log y): no overflow from exp of large logs.
+        pct = torch.where(torch.isfinite(target), 1.0 - torch.exp(pred - target), 0.0)
+        self._val_sums += torch.stack([pct.double().square().sum(), loss_sum.double(), count])
+
+    def on_validation_epoch_end(self) -> None:
+        # Sum over ranks first, then divide: exact RMSPE over all validation rows.
+        sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
+        sq_pct, loss_sum, count = sums.float().unbind()
+        count = count.clamp_min(1)
+        # Identical on every rank after the reduce; sync_dist just keeps Lightning quiet.
+        self.log("val_rmspe", (sq_pct / count).sqrt(), prog_bar=True, sync_dist=True)
+        self.log("val_loss", loss_sum / count, sync_dist=True)
+
+    def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        """Log predictions for a ``(categorical, continuous, ...)`` batch."""
+        return self(batch[0], batch[1])
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW under a one-cycle schedule over all of the trainer's optimizer steps."""
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.learning_rate,
+            weight_decay=self.hparams.weight_decay,
+        )
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=self.hparams.learning_rate,
+            total_steps=max(1, int(self.trainer.estimated_stepping_batches)),
+        )
+        schedule = {"scheduler": scheduler, "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+    # ---- inference without a Trainer -----------------------------------------------------
+
+    def predict_log(
+        self, categorical: torch.Tensor, continuous: torch.Tensor, batch_size: int = 65536
+    ) -> torch.Tensor:
+        """Log predictions [rows] in eval mode, in chunks of ``batch_size`` rows, on CPU."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                chunks = [
+                    self(categorical[i : i + batch_size].to(self.device),
+                         continuous[i : i + batch_size].to(self.device)).cpu()
+                    for i in range(0, len(categorical), batch_size)
+                ]
+        finally:
+            self.train(was_training)
+        return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+def training_flops_per_batch(model: EntityEmbeddingRegressor, batch_size: int) -> int:
+    """FLOPs (as counted by ``FlopCounterMode``: matmuls) of one forward + backward pass on a
+    random batch of ``batch_size`` rows. Times batches per epoch = the model's epoch FLOPs."""
+    n_cat = len(model.embeddings)
+    categorical = torch.stack(
+        [torch.randint(0, emb.num_embeddings, (batch_size,)) for emb in model.embeddings.values()],
+        dim=1,
+    ) if n_cat else torch.zeros(batch_size, 0, dtype=torch.int64)
+    continuous = torch.randn(batch_size, model.hparams.n_continuous)
+    was_training = model.training
+    model.train()
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter:
+            model(categorical.to(model.device), continuous.to(model.device)).sum().backward()
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def _per_layer(dropout: float | Sequence[float], n_layers: int) -> list[float]:
+    if isinstance(dropout, (int, float)):
+        return [float(dropout)] * n_layers
+    if len(dropout) != n_layers:
+        raise ValueError(f"dropout has {len(dropout)} values for {n_layers} hidden layers")
+    return [float(p) for p in dropout]
+
+
+def _mlp(n_in: int, hidden: Sequence[int], dropout: Sequence[float], batch_norm: bool) -> nn.Module:
+    layers: list[nn.Module] = []
+    for width, p in zip(hidden, dropout, strict=True):
+        layers += [nn.Linear(n_in, width), nn.ReLU(inplace=True)]
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(width))
+        if p > 0:  # skip the layer entirely: even a no-op Dropout costs a pass over memory
+            layers.append(nn.Dropout(p))
+        n_in = width
+    layers.append(nn.Linear(n_in, 1))
+    return nn.Sequential(*layers)
+
+
+__all__ = [
+    "EntityEmbeddingRegressor",
+    "default_embedding_size",
+    "rmspe",
+    "training_flops_per_batch",
+]

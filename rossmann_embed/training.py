@@ -1,0 +1,150 @@
+"""fit(config) -> run directory: data, preprocessing, one Trainer per seed, validation report.
+
+Run directory layout::
+
+    config.json            the resolved TrainConfig
+    data_report.json       row counts: read, used for features, kept for the model, dropped why
+    checkpoints/seed-S/    best.ckpt and last.ckpt of each ensemble member
+    logs/seed-S/           Lightning's CSV logs
+    metrics.csv            every member's per-epoch metrics, with a seed column
+    validation.json        RMSPE of the ensemble and of each member on the validation days
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from pytorch_lightning import Trainer, seed_everything
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+
+from rossmann_embed.config import TrainConfig, write_json
+from rossmann_embed.data import TensorDataModule
+from rossmann_embed.encoding import Preprocessor
+from rossmann_embed.features import build_features, model_rows, time_split
+from rossmann_embed.inference import load_member, member_checkpoints
+from rossmann_embed.io import read_rossmann
+from rossmann_embed.model import EntityEmbeddingRegressor, rmspe
+
+Y_RANGE_HEADROOM = 1.2  # log-sales output bounded to [0, 1.2 * log(max sales)], as fastai
+
+
+def prepare(config: TrainConfig) -> tuple[pl.DataFrame, pl.DataFrame, Preprocessor, dict]:
+    """Read, build features, choose the model rows and split: (train, validation, fitted
+    preprocessing, report of row counts)."""
+    data = read_rossmann(config.data_dir, weather=config.weather, trends=config.trends)
+    table = build_features(data)
+    rows, counts = model_rows(table.frame)
+    train, validation = time_split(rows, config.validation_days)
+    report = {**table.report, **counts, "rows_fit": train.height,
+              "rows_validation": validation.height}
+    preprocessor = Preprocessor(table.spec).fit(train)
+    return train, validation, preprocessor, report
+
+
+def fit(config: TrainConfig, resume: bool = False) -> Path:
+    """Train ``config.seeds`` models into ``config.out`` and write the validation report."""
+    run_dir = Path(config.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / "config.json")
+    train, validation, preprocessor, report = prepare(config)
+    write_json(run_dir / "data_report.json", report)
+    print(", ".join(f"{k}={v:,}" for k, v in report.items()))
+    train_tensors = preprocessor.transform(train)
+    val_tensors = preprocessor.transform(validation) if validation.height else None
+    max_log = math.log(train.get_column("Sales").max())
+    is_global_zero = True
+    for member in range(config.seeds):
+        seed = config.seed + member
+        trainer = _train_member(config, run_dir, seed, preprocessor, train_tensors, val_tensors,
+                                (0.0, Y_RANGE_HEADROOM * max_log), resume)
+        is_global_zero = trainer.is_global_zero
+    if is_global_zero:
+        _merge_metrics(run_dir)
+        if validation.height:
+            write_json(run_dir / "validation.json", validation_report(run_dir, validation,
+                                                                     preprocessor))
+    return run_dir
+
+
+def _train_member(config: TrainConfig, run_dir: Path, seed: int, preprocessor: Preprocessor,
+                  train_tensors, val_tensors, y_range: tuple[float, float],
+                  resume: bool) -> Trainer:
+    seed_everything(seed, workers=True, verbose=False)
+    model = EntityEmbeddingRegressor(
+        cardinalities=preprocessor.cardinalities,
+        n_continuous=len(preprocessor.spec.continuous),
+        embedding_sizes=config.embedding_sizes or None,
+        hidden_sizes=config.hidden_sizes,
+        dropout=config.dropout,
+        embedding_dropout=config.embedding_dropout,
+        batch_norm=config.batch_norm,
+        y_range=y_range,
+        loss=config.loss,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        preprocessing={"preprocessor": preprocessor.to_dict(),
+                       "features": {"weather": config.weather, "trends": config.trends}},
+    )
+    checkpoints = run_dir / "checkpoints" / f"seed-{seed}"
+    has_validation = val_tensors is not None
+    callbacks = [ModelCheckpoint(
+        dirpath=checkpoints, filename="best", save_last=True, enable_version_counter=False,
+        monitor="val_rmspe" if has_validation else None, mode="min",
+    )]
+    if has_validation:
+        callbacks.append(EarlyStopping(monitor="val_rmspe", mode="min", patience=config.patience))
+    trainer = Trainer(
+        max_epochs=config.epochs,
+        accelerator=config.accelerator,
+        devices=_devices(config.devices),
+        strategy=config.strategy,
+        precision=config.precision,
+        callbacks=callbacks,
+        logger=CSVLogger(run_dir / "logs", name=f"seed-{seed}", version=""),
+        num_sanity_val_steps=0,
+        log_every_n_steps=50,
+        deterministic=False,
+    )
+    last = checkpoints / "last.ckpt"
+    data = TensorDataModule(train_tensors, val_tensors, config.batch_size, seed)
+    trainer.fit(model, datamodule=data,
+                ckpt_path=last if resume and last.is_file() else None, weights_only=True)
+    return trainer
+
+
+def validation_report(run_dir: Path, validation: pl.DataFrame,
+                      preprocessor: Preprocessor) -> dict:
+    """RMSPE on the validation rows: each member's best checkpoint, and their log-space mean."""
+    tensors = preprocessor.transform(validation)
+    sales = validation.get_column("Sales").to_numpy()
+    members, logs = [], []
+    for seed, path in member_checkpoints(run_dir):
+        log_pred = load_member(path).predict_log(tensors.categorical, tensors.continuous).numpy()
+        logs.append(log_pred)
+        members.append({"seed": seed, "rmspe": rmspe(sales, np.exp(log_pred))})
+    dates = validation.get_column("Date")
+    return {
+        "rmspe": rmspe(sales, np.exp(np.mean(logs, axis=0))),
+        "rows": validation.height,
+        "date_from": dates.min(),
+        "date_to": dates.max(),
+        "members": members,
+        "mean_member_rmspe": float(np.mean([m["rmspe"] for m in members])),
+    }
+
+
+def _merge_metrics(run_dir: Path) -> None:
+    frames = [
+        pl.read_csv(path).with_columns(seed=pl.lit(int(path.parent.name.removeprefix("seed-"))))
+        for path in sorted((run_dir / "logs").glob("seed-*/metrics.csv"))
+    ]
+    if frames:
+        pl.concat(frames, how="diagonal_relaxed").write_csv(run_dir / "metrics.csv")
+
+
+def _devices(devices: str) -> int | str:
+    return int(devices) if str(devices).isdigit() else devices
