@@ -13,11 +13,12 @@ Run directory layout::
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-from pytorch_lightning import Trainer, seed_everything
+from pytorch_lightning import Callback, LightningModule, Trainer, seed_everything
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
@@ -30,6 +31,20 @@ from rossmann_embed.io import read_rossmann
 from rossmann_embed.model import EntityEmbeddingRegressor, rmspe
 
 Y_RANGE_HEADROOM = 1.2  # log-sales output bounded to [0, 1.2 * log(max sales)], as fastai
+
+
+class EpochTimer(Callback):
+    """Logs ``epoch_seconds``: first to last training batch of each epoch (no validation, which
+    Lightning runs before ``on_train_epoch_end``)."""
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.start = self.end = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: Trainer, *args: object) -> None:
+        self.end = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        pl_module.log("epoch_seconds", self.end - self.start, sync_dist=True)
 
 
 def prepare(config: TrainConfig) -> tuple[pl.DataFrame, pl.DataFrame, Preprocessor, dict]:
@@ -91,7 +106,7 @@ def _train_member(config: TrainConfig, run_dir: Path, seed: int, preprocessor: P
     )
     checkpoints = run_dir / "checkpoints" / f"seed-{seed}"
     has_validation = val_tensors is not None
-    callbacks = [ModelCheckpoint(
+    callbacks: list[Callback] = [EpochTimer(), ModelCheckpoint(
         dirpath=checkpoints, filename="best", save_last=True, enable_version_counter=False,
         monitor="val_rmspe" if has_validation else None, mode="min",
     )]

@@ -1,0 +1,147 @@
+"""Measure speed and accuracy on a Rossmann folder; write one JSON file.
+
+    python scripts/benchmark.py --data-dir ../shared/data/rossmann --out bench.json [--only data]
+
+Stages (each adds keys to the same JSON; keys of stages not run are kept from the file):
+  data   rows_train, rows_test, rows_model, features_seconds (read + validate + features)
+  train  epoch_seconds, flops_per_epoch, matmul_gflops, epoch_efficiency, val_rmspe,
+         train_seconds (default configuration, last 48 days as validation), and the baseline
+         of the same run: lightgbm_val_rmspe, lightgbm_seconds (same features, same split)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from rossmann_embed.config import TrainConfig, write_json
+from rossmann_embed.features import build_features, model_rows
+from rossmann_embed.io import read_rossmann
+from rossmann_embed.model import rmspe, training_flops_per_batch
+
+DEFAULT_DATA = os.environ.get("ROSSMANN_DATA", "../shared/data/rossmann")
+
+
+def bench_data(data_dir: str) -> dict:
+    """Read + validate + build features for train and test together, timed end to end."""
+    start = time.perf_counter()
+    table = build_features(read_rossmann(data_dir))
+    seconds = time.perf_counter() - start
+    _, counts = model_rows(table.frame)
+    return {
+        "rows_train": table.report["rows_train"],
+        "rows_test": table.report["rows_test"],
+        "rows_model": counts["rows_model"],
+        "features_seconds": round(seconds, 3),
+        "rows_dropped": {k: v for k, v in counts.items() if k.startswith("dropped")},
+    }
+
+
+def matmul_gflops(n: int = 4096, repeats: int = 5) -> float:
+    """Plain float32 matmul rate of this machine, best of ``repeats``."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm up
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def bench_train(data_dir: str, run_dir: Path) -> dict:
+    """Default training with the last 48 days as validation, then LightGBM on the same split."""
+    from rossmann_embed.inference import load_run
+    from rossmann_embed.training import fit, prepare
+
+    config = TrainConfig(data_dir=data_dir, out=str(run_dir))
+    start = time.perf_counter()
+    fit(config)
+    train_seconds = time.perf_counter() - start
+    validation = json.loads((run_dir / "validation.json").read_text())
+    metrics = pl.read_csv(run_dir / "metrics.csv")
+    epoch_seconds = float(metrics.get_column("epoch_seconds").drop_nulls().median())
+
+    train, val, preprocessor, _ = prepare(config)
+    model = load_run(run_dir).models[0]
+    flops_per_row = training_flops_per_batch(model, config.batch_size) / config.batch_size
+    flops_per_epoch = flops_per_row * train.height
+    gflops = matmul_gflops()
+    result = {
+        "epoch_seconds": round(epoch_seconds, 2),
+        "flops_per_epoch": int(flops_per_epoch),
+        "matmul_gflops": round(gflops, 1),
+        "epoch_efficiency": round(flops_per_epoch / epoch_seconds / (gflops * 1e9), 3),
+        "val_rmspe": round(validation["rmspe"], 5),
+        "val_rows": validation["rows"],
+        "val_dates": [validation["date_from"], validation["date_to"]],
+        "epochs_run": int(metrics.get_column("epoch").max()) + 1,
+        "train_seconds": round(train_seconds, 1),
+        "batch_size": config.batch_size,
+    }
+    result.update(bench_lightgbm(train, val, preprocessor))
+    return result
+
+
+def bench_lightgbm(train: pl.DataFrame, val: pl.DataFrame, preprocessor) -> dict:
+    """LightGBM on the same features (categories as integer codes) and the same split."""
+    import lightgbm as lgb
+
+    def matrix(frame: pl.DataFrame) -> np.ndarray:
+        t = preprocessor.transform(frame)
+        return np.hstack([t.categorical.numpy(), t.continuous.numpy()]).astype(np.float32)
+
+    names = [*preprocessor.spec.categorical, *preprocessor.spec.continuous]
+    categorical = [c for c in preprocessor.spec.categorical if c != "Store"]  # Store: numeric
+    start = time.perf_counter()
+    y_train = np.log(train.get_column("Sales").to_numpy())
+    dtrain = lgb.Dataset(matrix(train), y_train, feature_name=names,
+                         categorical_feature=categorical, free_raw_data=False)
+    params = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 255,
+              "min_data_in_leaf": 50, "feature_fraction": 0.7, "bagging_fraction": 0.9,
+              "bagging_freq": 1, "verbose": -1, "num_threads": os.cpu_count() or 2, "seed": 0}
+    booster = lgb.train(params, dtrain, num_boost_round=LIGHTGBM_ROUNDS)
+    seconds = time.perf_counter() - start
+    prediction = np.exp(booster.predict(matrix(val)))
+    return {
+        "lightgbm_val_rmspe": round(rmspe(val.get_column("Sales").to_numpy(), prediction), 5),
+        "lightgbm_seconds": round(seconds, 1),
+        "lightgbm_rounds": LIGHTGBM_ROUNDS,
+    }
+
+
+LIGHTGBM_ROUNDS = 1500
+
+
+def _timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    parser.add_argument("--only", choices=["data", "train"], help="run one stage")
+    parser.add_argument("--run-dir", type=Path, help="where the train stage writes its run")
+    args = parser.parse_args()
+    result = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    result.update({"data_dir": str(args.data_dir), "cpu_count": os.cpu_count(),
+                   "torch_threads": torch.get_num_threads()})
+    if args.only in (None, "data"):
+        result.update(bench_data(args.data_dir))
+        write_json(args.out, result)
+    if args.only in (None, "train"):
+        run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="rossmann-bench-"))
+        result.update(bench_train(args.data_dir, run_dir))
+        write_json(args.out, result)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
