@@ -46,7 +46,7 @@ CONTINUOUS = [
 class FeatureTable:
     """All rows with their features, the column spec, and counts of what happened to rows."""
 
-    frame: pl.DataFrame  # column "Set": "train", "test" or "target"
+    frame: pl.DataFrame  # sorted by Store, Date; column "Set": "train", "test" or "target"
     spec: ColumnSpec
     report: dict[str, int] = field(default_factory=dict)
 
@@ -56,14 +56,14 @@ def build_features(data: RossmannData, target: pl.DataFrame | None = None) -> Fe
     rows, report = _stack_rows(data, target)
     frame = (
         rows.lazy()
-        .join(data.stores.lazy(), on="Store", how="left")
+        .sort("Store", "Date")  # the order every per-store feature below relies on
+        .join(data.stores.lazy(), on="Store", how="left", maintain_order="left")
         .with_columns(_calendar())
         .with_columns(*_competition(), *_promo2())
         .with_columns(_promo2_active())
         .pipe(_elapsed_events)
         .pipe(_join_weather, data.weather)
         .pipe(_join_trends, data.trends)
-        .sort("Set", "Id", "Store", "Date", nulls_last=True)
         .collect()
     )
     categorical = [*CATEGORICAL, *(["Events"] if data.weather is not None else [])]
@@ -177,38 +177,53 @@ def _promo2_active() -> pl.Expr:
 
 
 def _elapsed_events(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Per store in date order: days since/until each event, and counts in the last/next 7 days."""
-    day = pl.col("Date").cast(pl.Int32)
+    """Per store in date order: days since/until each event, and counts in the last/next 7 days.
+
+    The frame is sorted by (Store, Date). Instead of per-store windows, one key
+    ``Store * 2**20 + day`` orders every day of every store on one line, so fills and
+    windows are single passes that never cross into another store.
+    """
+    day = pl.col("Date").cast(pl.Int64)
+    key = pl.col("Store").cast(pl.Int64) * STORE_STRIDE + day
     since, until, last7, next7 = [], [], [], []
     for name, holds in EVENTS.items():
-        event_day = pl.when(holds).then(day)
-        since.append((day - event_day.forward_fill().over("Store")).clip(0, ELAPSED_CAP_DAYS)
-                     .fill_null(ELAPSED_CAP_DAYS).alias(f"DaysSince{name}"))
-        until.append((event_day.backward_fill().over("Store") - day).clip(0, ELAPSED_CAP_DAYS)
-                     .fill_null(ELAPSED_CAP_DAYS).alias(f"DaysUntil{name}"))
-        count = holds.cast(pl.Int32)
-        last7.append(count.rolling_sum_by("Day0", f"{WINDOW_DAYS}i", closed="left")
-                     .over("Store").alias(f"{name}Last7"))
-        next7.append(count.rolling_sum_by("Day0", f"{WINDOW_DAYS}i", closed="left")
-                     .over("Store").alias(f"{name}Next7"))
+        event_key = pl.when(holds).then(pl.col("_key"))
+        since.append(_days_within_store(pl.col("_key") - event_key.forward_fill())
+                     .alias(f"DaysSince{name}"))
+        until.append(_days_within_store(event_key.backward_fill() - pl.col("_key"))
+                     .alias(f"DaysUntil{name}"))
+        before = pl.concat([pl.lit(0, pl.Int64), holds.cast(pl.Int64).cum_sum()])
+        k = pl.col("_key")
+        last7.append((_count_before(before, k) - _count_before(before, k - WINDOW_DAYS))
+                     .alias(f"{name}Last7"))
+        next7.append((_count_before(before, k + WINDOW_DAYS + 1) - _count_before(before, k + 1))
+                     .alias(f"{name}Next7"))
     return (
-        frame.sort("Store", "Date")
-        .with_columns(*since, *until)
-        .with_columns(Day0=day)
-        .with_columns(last7)
-        # Looking ahead is looking back in reversed time.
-        .sort("Store", "Date", descending=[False, True])
-        .with_columns(Day0=-day)
-        .with_columns(next7)
-        .drop("Day0")
+        frame.with_columns(_key=key)
+        .with_columns(*since, *until, *last7, *next7)
+        .drop("_key")
     )
+
+
+STORE_STRIDE = 2**20  # more days than any calendar holds, so store blocks never overlap
+
+
+def _count_before(events_before: pl.Expr, key: pl.Expr) -> pl.Expr:
+    """Events on keys < ``key``: the prefix count at the first row whose key is >= ``key``."""
+    return events_before.gather(pl.col("_key").search_sorted(key, side="left"))
+
+
+def _days_within_store(gap: pl.Expr) -> pl.Expr:
+    """A gap in key units is in days when within one store; larger (or none) is capped."""
+    return gap.clip(0, ELAPSED_CAP_DAYS).fill_null(ELAPSED_CAP_DAYS).cast(pl.Int32)
 
 
 def _join_weather(frame: pl.LazyFrame, weather: pl.DataFrame | None) -> pl.LazyFrame:
     if weather is None:
         return frame
     columns = ["State", "Date", *WEATHER_COLUMNS, "Events"]
-    joined = frame.join(weather.lazy().select(columns), on=["State", "Date"], how="left")
+    joined = frame.join(weather.lazy().select(columns), on=["State", "Date"], how="left",
+                        maintain_order="left")
     return joined.with_columns(pl.col("Events").fill_null("none"))
 
 
@@ -220,8 +235,8 @@ def _join_trends(frame: pl.LazyFrame, trends: pl.DataFrame | None) -> pl.LazyFra
     trend = trends.lazy()
     return (
         frame.with_columns(WeekStart=week_start)
-        .join(trend, on=["State", "WeekStart"], how="left")
+        .join(trend, on=["State", "WeekStart"], how="left", maintain_order="left")
         .join(trend.filter(pl.col("State") == "DE").select("WeekStart", TrendDE="Trend"),
-              on="WeekStart", how="left")
+              on="WeekStart", how="left", maintain_order="left")
         .drop("WeekStart")
     )
