@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
 UNKNOWN_LABEL = "<unknown>"
 DIM_PREFIX = "dim_"
@@ -145,6 +146,9 @@ def project(
     """A 2-D projection (n, 2) of the rows of ``vectors`` by PCA or t-SNE (fixed seed).
 
     t-SNE uses PCA initialisation and ``tsne_perplexity(n)``; it needs at least 3 points.
+    It runs on one thread: for a few thousand points OpenMP threads cost more than they gain
+    (several times slower on a busy 2-core machine) and the result then cannot depend on the
+    number of cores.
     """
     vectors = _at_least_2d(vectors)
     n = vectors.shape[0]
@@ -162,7 +166,8 @@ def project(
             learning_rate="auto",
             random_state=seed,
         )
-        return tsne.fit_transform(vectors)
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return tsne.fit_transform(vectors)
     raise ValueError(f"unknown projection method {method!r}; expected 'pca' or 'tsne'")
 
 

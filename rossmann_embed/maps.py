@@ -128,34 +128,45 @@ def _display(code: pl.Expr, name: pl.Expr) -> pl.Expr:
 # --- projections and figures -------------------------------------------------------------------
 
 
-def _projections(table: pl.DataFrame, seed: int) -> pl.DataFrame:
-    """Known rows' labels with PCA and t-SNE positions."""
+def _projections(table: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, dict[str, tuple]]:
+    """Known rows' labels with PCA and t-SNE positions, and axis titles for each method."""
     known = known_rows(table)
     vectors = vectors_of(known)
-    pca, tsne = project(vectors, "pca", seed), project(vectors, "tsne", seed)
-    return known.select(label_columns(known)).with_columns(
+    pca, explained = principal_components(vectors, 2)
+    pca = np.pad(pca, ((0, 0), (0, 2 - pca.shape[1])))
+    explained = np.pad(explained, (0, 2 - len(explained)))
+    tsne = project(vectors, "tsne", seed)
+    frame = known.select(label_columns(known)).with_columns(
         pca_x=pca[:, 0], pca_y=pca[:, 1], tsne_x=tsne[:, 0], tsne_y=tsne[:, 1]
     )
+    axes = {
+        "pca": tuple(_component_title(j, explained[j - 1]) for j in (1, 2)),
+        "tsne": ("t-SNE dimension 1", "t-SNE dimension 2"),
+    }
+    return frame, axes
 
 
-_AXES = {"pca": ("principal component 1", "principal component 2"),
-         "tsne": ("t-SNE dimension 1", "t-SNE dimension 2")}  # fmt: skip
+def _component_title(j: int, share: float) -> str:
+    shown = f"{share:.1%}" if share >= 0.001 else "<0.1%"
+    return f"principal component {j} ({shown} of variance)"
+
+
 _METHOD = {"pca": "PCA", "tsne": "t-SNE"}
 
 
-def _state_figures(proj: pl.DataFrame, figures: Path) -> list[Path]:
+def _state_figures(proj: pl.DataFrame, axes: dict[str, tuple], figures: Path) -> list[Path]:
     label = pl.coalesce("name", "value").alias("label")
     paths = []
     for m in ("pca", "tsne"):
         points = proj.select(label, x=f"{m}_x", y=f"{m}_y")
         paths.append(plot_labelled_map(
-            points, f"State embeddings ({_METHOD[m]})", figures / f"state_{m}.png", *_AXES[m],
+            points, f"State embeddings ({_METHOD[m]})", figures / f"state_{m}.png", *axes[m],
             equal_aspect=m == "pca",
         ))  # fmt: skip
     return paths
 
 
-def _store_figures(proj: pl.DataFrame, figures: Path) -> list[Path]:
+def _store_figures(proj: pl.DataFrame, axes: dict[str, tuple], figures: Path) -> list[Path]:
     group = _display(pl.col("State"), pl.col("StateName")).alias("group")
     n = proj.height
     paths = []
@@ -163,7 +174,7 @@ def _store_figures(proj: pl.DataFrame, figures: Path) -> list[Path]:
         points = proj.select(group, x=f"{m}_x", y=f"{m}_y")
         paths.append(plot_points_by_group(
             points, f"{n} store embeddings by state ({_METHOD[m]})", figures / f"store_{m}.png",
-            *_AXES[m], group_title="State", equal_aspect=m == "pca",
+            *axes[m], group_title="State", equal_aspect=m == "pca",
         ))  # fmt: skip
     return paths
 
@@ -184,8 +195,7 @@ def _store_factors(store: pl.DataFrame, factors: Path, figures: Path) -> tuple[l
         paths.append(plot_factor_scatter(
             frame, figures / "store_pc2_pc3.png",
             title="Store embeddings: principal components 2 and 3",
-            xlabel=f"principal component 2 ({explained[1]:.1%} of variance)",
-            ylabel=f"principal component 3 ({explained[2]:.1%} of variance)",
+            xlabel=_component_title(2, explained[1]), ylabel=_component_title(3, explained[2]),
             group_title="State",
         ))  # fmt: skip
     return paths, [float(e) for e in explained]
@@ -290,17 +300,17 @@ def write_maps(
     paths = export_tables(tables, out_dir / "tables")
     summary: dict[str, Any] = {"out_dir": str(out_dir)}
     if "State" in tables:
-        proj = _projections(tables["State"], seed)
+        proj, axes = _projections(tables["State"], seed)
         paths.append(write_text(out_dir / "projections" / "State.csv", proj.write_csv()))
-        paths += _state_figures(proj, figures)
+        paths += _state_figures(proj, axes, figures)
         summary["geography"], written = _geography(
             tables["State"], reference, out_dir, seed, permutations
         )
         paths += written
     if "Store" in tables:
-        proj = _projections(tables["Store"], seed)
+        proj, axes = _projections(tables["Store"], seed)
         paths.append(write_text(out_dir / "projections" / "Store.csv", proj.write_csv()))
-        paths += _store_figures(proj, figures)
+        paths += _store_figures(proj, axes, figures)
         written, summary["explained_variance"] = _store_factors(
             tables["Store"], out_dir / "factors", figures
         )
