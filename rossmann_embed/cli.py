@@ -80,6 +80,25 @@ def run_demo(args: argparse.Namespace) -> None:
     demo(Path(args.out), seed=args.seed)
 
 
+@command
+def run_embeddings(args: argparse.Namespace) -> None:
+    import json
+
+    import polars as pl
+
+    from rossmann_embed.inference import load_run
+    from rossmann_embed.io import read_stores
+    from rossmann_embed.maps import write_run_maps
+
+    run = load_run(args.run)
+    data_dir = args.data_dir or json.loads((Path(args.run) / "config.json").read_text())["data_dir"]
+    reference = pl.read_csv(args.reference) if args.reference else None
+    summary = write_run_maps(run, read_stores(data_dir), Path(args.out), member=args.member,
+                             reference=reference)
+    print(json.dumps({k: summary[k] for k in ("geography", "seconds") if k in summary}, indent=2))
+    print(f"{len(summary['files'])} files written to {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rossmann-embed",
@@ -93,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="synthetic data -> trained run, in under 2 minutes")
     demo.add_argument("--out", required=True, help="folder for the data and the run")
     demo.add_argument("--seed", type=int, default=0)
+    maps = sub.add_parser("embeddings", help="export embeddings; maps, factor tables, "
+                          "geography score")
+    maps.add_argument("--run", required=True, help="run directory (or a .ckpt file)")
+    maps.add_argument("--out", required=True, help="folder to write")
+    maps.add_argument("--data-dir", help="folder with store.csv (default: the run's data dir)")
+    maps.add_argument("--member", type=int, default=0, help="ensemble member to draw")
+    maps.add_argument("--reference", type=Path,
+                      help="State,x,y positions to score against instead of German capitals")
     return parser
 
 

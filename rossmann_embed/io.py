@@ -113,18 +113,30 @@ def read_rossmann(
     data_dir = Path(data_dir)
     train = read_table(data_dir / "train.csv", "train.csv")
     test = read_table(Path(test_path) if test_path else data_dir / "test.csv", "test.csv")
-    stores = read_table(data_dir / "store.csv", "store.csv")
-    states = read_table(data_dir / "external" / "store_states.csv", "store_states.csv")
+    stores = read_stores(data_dir)
     for name, table in (("train.csv", train), ("test.csv", test)):
-        _check_stores_known(table, stores, "store.csv", name)
-        _check_stores_known(table, states, "store_states.csv", name)
+        check_stores_known(table, stores, name)
     return RossmannData(
         train=train,
         test=test,
-        stores=stores.join(states, on="Store", how="left"),
+        stores=stores,
         weather=read_weather(data_dir / "external" / "weather") if weather else None,
         trends=read_trends(data_dir / "external" / "googletrend") if trends else None,
     )
+
+
+def read_stores(data_dir: str | Path) -> pl.DataFrame:
+    """store.csv joined with store_states.csv; both must list the same stores."""
+    data_dir = Path(data_dir)
+    stores = read_table(data_dir / "store.csv", "store.csv")
+    states = read_table(data_dir / "external" / "store_states.csv", "store_states.csv")
+    _check_stores_known(stores, states, "store_states.csv", "store.csv")
+    return stores.join(states, on="Store", how="left")
+
+
+def check_stores_known(table: pl.DataFrame, stores: pl.DataFrame, file: str) -> None:
+    """Every store of ``table`` (read from ``file``) is in store.csv and store_states.csv."""
+    _check_stores_known(table, stores, "store.csv and store_states.csv", file)
 
 
 def read_table(path: Path, schema_name: str, separator: str = ",") -> pl.DataFrame:

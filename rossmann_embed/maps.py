@@ -321,4 +321,38 @@ def write_maps(
     return summary
 
 
-__all__ = ["build_tables", "score_states", "state_names", "store_labels", "write_maps"]
+__all__ = ["build_tables", "score_states", "state_names", "store_labels", "write_maps",
+           "write_run_maps"]
+
+
+# --- a trained run -----------------------------------------------------------------------------
+
+
+def run_weights(model: Any) -> dict[str, np.ndarray]:
+    """Embedding matrices of one EntityEmbeddingRegressor, by column."""
+    return {name: emb.weight.detach().cpu().numpy() for name, emb in model.embeddings.items()}
+
+
+def write_run_maps(run: Any, stores: pl.DataFrame, out_dir: Path, *, member: int = 0,
+                   reference: pl.DataFrame | None = None, seed: int = 0) -> dict[str, Any]:
+    """``write_maps`` for one member of a run (``inference.Run``); with several members,
+    geography.json also gets every member's score and their mean and spread."""
+    vocabularies = run.preprocessor.vocabularies
+    summary = write_maps(vocabularies, run_weights(run.models[member]), stores, out_dir, seed,
+                         reference=reference)
+    if len(run.models) > 1 and "geography" in summary:
+        scores = [
+            score_states(build_tables(vocabularies, run_weights(m), stores)["State"],
+                         reference, seed).to_json_dict()
+            for m in run.models
+        ]
+        keys = ("mantel_r", "mantel_p", "procrustes_residual")
+        summary["geography"]["member"] = member
+        summary["geography"]["members"] = scores
+        summary["geography"]["members_mean"] = {k: float(np.mean([s[k] for s in scores]))
+                                                for k in keys}
+        summary["geography"]["members_std"] = {k: float(np.std([s[k] for s in scores]))
+                                               for k in keys}
+        write_text(Path(out_dir) / "geography.json",
+                   json.dumps(summary["geography"], indent=2) + "\n")
+    return summary

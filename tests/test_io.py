@@ -74,13 +74,13 @@ def test_duplicate_store_date(tiny_data: Path) -> None:
 def test_store_missing_from_store_csv(tiny_data: Path) -> None:
     replace_line(tiny_data / "test.csv", "2,2,4,", "2,7,4,")
     with pytest.raises(InputError, match=r"test\.csv line 3, column 'Store': got 7, expected a "
-                                         r"store listed in store\.csv"):
+                                         r"store listed in store\.csv and store_states\.csv"):
         read_rossmann(tiny_data)
 
 
 def test_store_missing_from_store_states(tiny_data: Path) -> None:
     replace_line(tiny_data / "external" / "store_states.csv", '2,"HB,NI"', '3,"HB,NI"')
-    with pytest.raises(InputError, match=r"train\.csv line 3, column 'Store': got 2, expected a "
+    with pytest.raises(InputError, match=r"store\.csv line 3, column 'Store': got 2, expected a "
                                          r"store listed in store_states\.csv"):
         read_rossmann(tiny_data)
 
