@@ -99,6 +99,51 @@ def run_embeddings(args: argparse.Namespace) -> None:
     print(f"{len(summary['files'])} files written to {args.out}")
 
 
+@command
+def run_submit(args: argparse.Namespace) -> None:
+    import time
+
+    from rossmann_embed.inference import load_runs, submit
+
+    start = time.perf_counter()
+    runs = load_runs(args.run)
+    report = submit(runs, args.data_dir, args.out, args.test,
+                    allow_unknown_stores=args.allow_unknown_stores)
+    _print_prediction_notes(report)
+    members = sum(len(run.models) for run in runs.runs)
+    print(f"{report['rows']:,} rows ({members} model{'s' * (members > 1)}) written to "
+          f"{args.out} in {time.perf_counter() - start:.1f} s")
+
+
+@command
+def run_evaluate(args: argparse.Namespace) -> None:
+    from rossmann_embed.evaluation import evaluate, format_tables, parse_date
+    from rossmann_embed.inference import load_runs
+
+    runs = load_runs(args.run)
+    date_from, date_to = parse_date(args.date_from, "--from"), parse_date(args.date_to, "--to")
+    run_dir = Path(args.run[0]) if Path(args.run[0]).is_dir() else Path(args.run[0]).parent
+    out = args.out or run_dir / "evaluation" / f"{date_from}_{date_to}"
+    result = evaluate(runs, args.data_dir, date_from, date_to, out,
+                      allow_unknown_stores=args.allow_unknown_stores)
+    _print_prediction_notes(result)
+    print(format_tables(result))
+    print(f"\nevaluation.json, daily_sales.png and store_rmspe.png written to {out}")
+
+
+def _print_prediction_notes(report: dict) -> None:
+    """Warnings a prediction counted: blank Open taken as open, stores the model never saw."""
+    if report.get("open_blank_as_open"):
+        print(f"note: {report['open_blank_as_open']:,} rows with a blank Open were taken as open")
+    if report.get("unknown_store_rows"):
+        print(f"rossmann-embed: warning: {report['unknown_stores']:,} stores the model was not "
+              f"trained on ({report['unknown_store_rows']:,} rows) were predicted with the "
+              "untrained unknown-store embedding", file=sys.stderr)
+    for column, rows in report.get("unseen_values", {}).items():
+        print(f"note: {rows:,} rows have a {column} value the model never saw (encoded as "
+              "unknown)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rossmann-embed",
@@ -120,6 +165,30 @@ def build_parser() -> argparse.ArgumentParser:
     maps.add_argument("--member", type=int, default=0, help="ensemble member to draw")
     maps.add_argument("--reference", type=Path,
                       help="State,x,y positions to score against instead of German capitals")
+    submit = sub.add_parser("submit", help="Kaggle submission (Id,Sales) from one or more runs")
+    submit.add_argument("--run", required=True, action="append",
+                        help="run directory or .ckpt file; repeat to average runs in log space")
+    submit.add_argument("--data-dir", required=True,
+                        help="folder with store.csv and the train.csv history for the features")
+    submit.add_argument("--test", type=Path,
+                        help="file in Kaggle's test layout (default: DATA_DIR/test.csv)")
+    submit.add_argument("--out", required=True, type=Path, help="submission CSV to write")
+    submit.add_argument("--allow-unknown-stores", action="store_true",
+                        help="predict stores the model never saw (with the untrained unknown-"
+                             "store embedding) instead of stopping with an error")
+    evaluate = sub.add_parser("evaluate", help="RMSPE of a run on a labelled period: tables, "
+                              "evaluation.json, figures")
+    evaluate.add_argument("--run", required=True, action="append",
+                          help="run directory or .ckpt file; repeat to evaluate an ensemble")
+    evaluate.add_argument("--data-dir", required=True, help="folder with Kaggle's Rossmann files")
+    evaluate.add_argument("--from", dest="date_from", required=True, metavar="DATE",
+                          help="first day, like 2015-06-14")
+    evaluate.add_argument("--to", dest="date_to", required=True, metavar="DATE",
+                          help="last day (inclusive), like 2015-07-31")
+    evaluate.add_argument("--out", type=Path,
+                          help="output folder (default: RUN/evaluation/FROM_TO)")
+    evaluate.add_argument("--allow-unknown-stores", action="store_true",
+                          help="score stores the model never saw instead of stopping")
     return parser
 
 

@@ -1,13 +1,23 @@
-"""Load a run (one model or a seed ensemble) and predict: from checkpoints alone.
+"""Load runs (one model, a seed ensemble, or several runs) and predict: from checkpoints alone.
 
 A checkpoint carries the fitted preprocessing and the column spec as plain data, so
 ``load_run(path).predict(frame)`` needs nothing but the run directory and a frame with the
 model's columns. Checkpoints are loaded with weights-only loading: no pickles are executed.
+
+For files in Kaggle's test layout (``Id,Store,DayOfWeek,Date,Open,Promo,StateHoliday,
+SchoolHoliday``), ``predict_kaggle`` builds the features exactly as training did: on the
+union of the data directory's train.csv and test.csv with the file's rows, so look-back and
+look-ahead features of a store's first days see the same history as any other day.
+``predict_sales`` is the one function that turns feature rows into sales (0 on closed days);
+``submit`` and ``evaluation.evaluate`` both use it, so a submission for a labelled period
+scores exactly the RMSPE that ``evaluate`` reports for it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +25,12 @@ import polars as pl
 
 from rossmann_embed.encoding import Preprocessor
 from rossmann_embed.errors import InputError
+from rossmann_embed.features import build_features
+from rossmann_embed.io import _check_unique, check_stores_known, read_rossmann, read_table
 from rossmann_embed.model import EntityEmbeddingRegressor
+
+KAGGLE_TEST_SCHEMA = "test.csv"  # io's schema of a file in Kaggle's test layout
+Logs = dict[str, np.ndarray]  # member label -> log predictions
 
 
 def member_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -31,34 +46,261 @@ def load_member(path: str | Path) -> EntityEmbeddingRegressor:
     return model.eval()
 
 
+class _Predicts:
+    """What a run and an ensemble of runs share: predictions from their members' log ones."""
+
+    known_stores: set  # stores the model(s) were trained on
+
+    def member_logs(self, frame: pl.DataFrame, source: str = "input frame") -> Logs:
+        """Each member's log predictions for the rows of ``frame``, by member label."""
+        raise NotImplementedError
+
+    def predict_log(self, frame: pl.DataFrame, source: str = "input frame") -> np.ndarray:
+        """Mean of the members' log predictions for each row of ``frame`` (model columns)."""
+        return _mean_log(self.member_logs(frame, source), len(frame))
+
+    def predict(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``frame`` (model columns) with ``Prediction``: sales, the members' mean in log space."""
+        return frame.with_columns(Prediction=pl.Series(np.exp(self.predict_log(frame))))
+
+    def predict_kaggle(self, data_dir: str | Path,
+                       test: str | Path | pl.DataFrame | None = None, *,
+                       allow_unknown_stores: bool = False) -> pl.DataFrame:
+        """Sales for a file or frame in Kaggle's test layout (default: the data dir's
+        test.csv), in Id order, 0 on closed days; see the module function ``predict_kaggle``."""
+        return predict_kaggle(self, data_dir, test,
+                              allow_unknown_stores=allow_unknown_stores)[0]
+
+
 @dataclass
-class Run:
+class Run(_Predicts):
     """A trained run: its members (one per seed) and the preprocessing they share."""
 
     path: Path
     models: list[EntityEmbeddingRegressor]
     preprocessor: Preprocessor
     feature_options: dict
+    labels: list[str] = field(default_factory=list)  # one per member, e.g. "seed-0"
 
-    def predict_log(self, frame: pl.DataFrame, source: str = "input frame") -> np.ndarray:
-        """Mean of the members' log predictions for each row of ``frame``."""
+    @property
+    def known_stores(self) -> set:
+        """Stores the model was trained on (others get the untrained unknown embedding)."""
+        return set(self.preprocessor.vocabularies.get("Store", []))
+
+    def member_logs(self, frame: pl.DataFrame, source: str = "input frame") -> Logs:
+        """Each member's log predictions for the rows of ``frame``, by member label."""
         tensors = self.preprocessor.transform(frame, source)
-        logs = [m.predict_log(tensors.categorical, tensors.continuous).numpy()
-                for m in self.models]
-        return np.mean(logs, axis=0).astype(np.float64)
+        labels = self.labels or [f"member-{i}" for i in range(len(self.models))]
+        return {
+            label: m.predict_log(tensors.categorical, tensors.continuous).numpy()
+            .astype(np.float64)
+            for label, m in zip(labels, self.models, strict=True)
+        }
 
-    def predict(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """``frame`` with a ``Prediction`` column (sales; the ensemble's mean in log space)."""
-        return frame.with_columns(Prediction=pl.Series(np.exp(self.predict_log(frame))))
+
+
+@dataclass
+class Ensemble(_Predicts):
+    """Several runs predicting together: the mean of all their members' log predictions.
+
+    The runs must have been trained with the same feature options (weather, trends), since
+    one feature frame feeds them all; each run encodes it with its own preprocessing.
+    """
+
+    runs: list[Run]
+
+    def __post_init__(self) -> None:
+        first = self.runs[0]
+        for run in self.runs[1:]:
+            if run.feature_options != first.feature_options:
+                raise InputError.at(
+                    str(run.path), f"the feature options of {first.path} "
+                    f"({_options(first.feature_options)}) to combine the runs",
+                    value=_options(run.feature_options),
+                )
+
+    @property
+    def feature_options(self) -> dict:
+        return self.runs[0].feature_options
+
+    @property
+    def known_stores(self) -> set:
+        """Stores every run was trained on."""
+        return set.intersection(*(run.known_stores for run in self.runs))
+
+    def member_logs(self, frame: pl.DataFrame, source: str = "input frame") -> Logs:
+        """Log predictions of every member of every run; with several runs, labels start with
+        the run's place in ``runs`` ("run2:seed-0"), since two runs may share seeds or paths."""
+        logs: Logs = {}
+        for i, run in enumerate(self.runs, start=1):
+            prefix = f"run{i}:" if len(self.runs) > 1 else ""
+            logs.update({prefix + k: v for k, v in run.member_logs(frame, source).items()})
+        return logs
+
+
+
+Predictor = Run | Ensemble
 
 
 def load_run(path: str | Path) -> Run:
     """Load every member of a run directory (or a single ``.ckpt`` file)."""
     path = Path(path)
-    checkpoints = [path] if path.is_file() else [p for _, p in member_checkpoints(path)]
+    if path.is_file():
+        checkpoints = [(path.stem, path)]
+    else:
+        checkpoints = [(f"seed-{seed}", p) for seed, p in member_checkpoints(path)]
     if not checkpoints:
         raise InputError.at(str(path), "a run directory with checkpoints/seed-*/best.ckpt "
                             "(written by `rossmann-embed train`) or a .ckpt file")
-    models = [load_member(p) for p in checkpoints]
+    models = [load_member(p) for _, p in checkpoints]
     stored = models[0].hparams.preprocessing
-    return Run(path, models, Preprocessor.from_dict(stored["preprocessor"]), stored["features"])
+    return Run(path, models, Preprocessor.from_dict(stored["preprocessor"]), stored["features"],
+               [label for label, _ in checkpoints])
+
+
+def load_runs(paths: list[str | Path]) -> Ensemble:
+    """Load several runs as one ensemble (their feature options must agree)."""
+    if not paths:
+        raise InputError.at("--run", "at least one run directory")
+    return Ensemble([load_run(p) for p in paths])
+
+
+# --- Kaggle-layout files ------------------------------------------------------------------
+
+
+def read_target(path: str | Path) -> pl.DataFrame:
+    """Read and validate a file in Kaggle's test layout: schema, one row per (Store, Date) and
+    per Id. Stores are checked against a data directory later (``predict_kaggle``)."""
+    path = Path(path)
+    target = read_table(path, KAGGLE_TEST_SCHEMA)
+    _check_unique(target, ["Id"], str(path))
+    return target
+
+
+def check_known_stores(rows: pl.DataFrame, known: set, file: str,
+                       allow_unknown: bool = False) -> dict[str, int]:
+    """Stores of ``rows`` (in file order, first row = line 2) the model was trained on.
+
+    A store the model never saw would be predicted with the unknown-store embedding row,
+    which training never updates: a poor guess. So it is an error unless ``allow_unknown``,
+    in which case the stores and rows are counted (for a warning) and predicted anyway.
+    """
+    unknown = ~rows.get_column("Store").is_in(sorted(known))
+    counts = {"unknown_stores": 0, "unknown_store_rows": 0}
+    if not unknown.any():
+        return counts
+    if not allow_unknown:
+        row = int(unknown.arg_true()[0])
+        raise InputError.at(
+            file, "a store the model was trained on (--allow-unknown-stores predicts such "
+            "stores with the untrained unknown-store embedding)",
+            line=int(rows[row, "_line"]) if "_line" in rows.columns else row + 2,
+            column="Store", value=rows[row, "Store"],
+        )
+    counts["unknown_stores"] = rows.filter(unknown).get_column("Store").n_unique()
+    counts["unknown_store_rows"] = int(unknown.sum())
+    return counts
+
+
+def unseen_categories(predictor: Predictor, rows: pl.DataFrame) -> dict[str, int]:
+    """Rows per categorical column whose value no run saw in training (encoded as unknown)."""
+    runs = predictor.runs if isinstance(predictor, Ensemble) else [predictor]
+    counts: dict[str, int] = {}
+    for run in runs:
+        for name, vocab in run.preprocessor.vocabularies.items():
+            if name == "Store" or name not in rows.columns:
+                continue  # stores are checked and reported on their own
+            n = int((~rows.get_column(name).is_in(vocab)).sum())
+            if n:
+                counts[name] = max(counts.get(name, 0), n)
+    return counts
+
+
+def predict_sales(predictor: Predictor, rows: pl.DataFrame, *, members: bool = False,
+                  source: str = "input frame") -> pl.DataFrame:
+    """``rows`` (feature rows) with ``Prediction``: 0 where Open is 0, else the mean of the
+    members' log predictions, exponentiated. With ``members``, also ``Prediction[label]``
+    per member. The one prediction path of both submissions and evaluations."""
+    is_open = rows.get_column("Open") != 0
+    open_rows = rows.filter(is_open)
+    logs = predictor.member_logs(open_rows, source) if open_rows.height else {}
+    columns = {"Prediction": _mean_log(logs, open_rows.height)}
+    if members:
+        columns.update({f"Prediction[{label}]": log for label, log in logs.items()})
+    index = np.flatnonzero(is_open.to_numpy())
+    out = []
+    for name, log in columns.items():
+        sales = np.zeros(rows.height)
+        sales[index] = np.exp(log)
+        out.append(pl.Series(name, sales))
+    return rows.with_columns(out)
+
+
+def predict_kaggle(predictor: Predictor, data_dir: str | Path,
+                   test: str | Path | pl.DataFrame | None = None, *,
+                   allow_unknown_stores: bool = False) -> tuple[pl.DataFrame, dict]:
+    """Predict sales for a file in Kaggle's test layout (default: the data dir's test.csv).
+
+    Returns the target's feature rows with ``Prediction`` (one row per Id, in Id order) and a
+    report: rows, blank Open values taken as open, stores the model never saw, values of
+    other columns it never saw. History for the features comes from ``data_dir``.
+    """
+    if isinstance(test, pl.DataFrame):
+        target, name = test, "test frame"
+    else:
+        name = str(test) if test is not None else str(Path(data_dir) / "test.csv")
+        target = read_target(test) if test is not None else None
+    options = predictor.feature_options
+    data = read_rossmann(data_dir, weather=options.get("weather", True),
+                         trends=options.get("trends", True))
+    target = data.test if target is None else target
+    check_stores_known(target, data.stores, name)
+    report = check_known_stores(target, predictor.known_stores, name, allow_unknown_stores)
+    table = build_features(data, target)
+    rows = table.frame.filter(pl.col("Set") == "target")
+    report = {"rows": rows.height,
+              "open_blank_as_open": table.report["target_open_blank_as_open"], **report,
+              "unseen_values": unseen_categories(predictor, rows)}
+    predicted = predict_sales(predictor, rows, source=f"features built from {data_dir}")
+    return predicted.sort("Id"), report
+
+
+def submission(predicted: pl.DataFrame) -> pl.DataFrame:
+    """Kaggle's ``Id,Sales`` from ``predict_kaggle``'s rows."""
+    return predicted.select("Id", Sales=pl.col("Prediction")).sort("Id")
+
+
+def submit(predictor: Predictor, data_dir: str | Path, out: str | Path,
+           test: str | Path | None = None, *, allow_unknown_stores: bool = False) -> dict:
+    """Write Kaggle's ``Id,Sales`` for ``test`` (default: the data dir's test.csv) to ``out``,
+    atomically. Returns ``predict_kaggle``'s report."""
+    predicted, report = predict_kaggle(predictor, data_dir, test,
+                                       allow_unknown_stores=allow_unknown_stores)
+    write_csv_atomic(submission(predicted), Path(out))
+    return report
+
+
+def write_csv_atomic(frame: pl.DataFrame, path: Path) -> Path:
+    """Write a CSV to a unique temporary sibling, then rename: never a half-written file.
+
+    (Not ``embeddings.atomic_write``: importing that module loads scikit-learn, seconds that
+    a submission should not spend.)
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        frame.write_csv(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _mean_log(logs: Logs, rows: int) -> np.ndarray:
+    if not logs:
+        return np.zeros(rows)
+    return np.mean(list(logs.values()), axis=0)
+
+
+def _options(options: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))

@@ -1,0 +1,183 @@
+"""Prediction for Kaggle-layout files: submissions, seed ensembles, several runs, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from rossmann_embed.cli import main
+from rossmann_embed.config import TrainConfig
+from rossmann_embed.encoding import Preprocessor
+from rossmann_embed.errors import InputError
+from rossmann_embed.inference import (
+    Ensemble,
+    load_run,
+    load_runs,
+    predict_kaggle,
+    submit,
+)
+from rossmann_embed.io import read_table
+from rossmann_embed.synthetic import write_synthetic
+from rossmann_embed.training import fit
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_COLUMNS = ["Id", "Store", "DayOfWeek", "Date", "Open", "Promo", "StateHoliday",
+                "SchoolHoliday"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(data dir, run dir): 30 synthetic stores, a two-seed ensemble of tiny models."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models on shared cores: a second thread only adds sync
+    root = tmp_path_factory.mktemp("inference")
+    write_synthetic(root / "data", n_stores=30)
+    run = fit(TrainConfig(data_dir=str(root / "data"), out=str(root / "run"), epochs=1,
+                          hidden_sizes=[64, 32], batch_size=512, seeds=2))
+    yield root / "data", run
+    torch.set_num_threads(threads)
+
+
+def cut_test_file(data_dir: Path, path: Path, days: int = 48) -> pl.DataFrame:
+    """The last ``days`` days of train.csv in Kaggle's test layout (Sales removed); returns
+    the cut rows with their true Sales and Ids."""
+    train = read_table(data_dir / "train.csv", "train.csv")
+    first = train.get_column("Date").max() - dt.timedelta(days=days - 1)
+    cut = train.filter(pl.col("Date") >= first).with_row_index("Id", offset=1)
+    cut = cut.with_columns(pl.col("Id").cast(pl.Int64))
+    cut.select(TEST_COLUMNS).write_csv(path)
+    return cut
+
+
+def test_seed_ensemble_is_one_run_averaged_in_log_space(trained: tuple[Path, Path]) -> None:
+    data_dir, run_dir = trained
+    assert sorted(p.parent.name for p in run_dir.glob("checkpoints/seed-*/best.ckpt")) == [
+        "seed-0", "seed-1"]
+    run = load_run(run_dir)
+    assert run.labels == ["seed-0", "seed-1"] and len(run.models) == 2
+    rows = predict_kaggle(run, data_dir)[0].drop("Prediction").filter(pl.col("Open") == 1)
+    logs = run.member_logs(rows)
+    assert not np.allclose(logs["seed-0"], logs["seed-1"])  # different seeds, different models
+    np.testing.assert_allclose(run.predict_log(rows), (logs["seed-0"] + logs["seed-1"]) / 2)
+    single = load_run(run_dir / "checkpoints" / "seed-0" / "best.ckpt")
+    np.testing.assert_allclose(single.predict_log(rows), logs["seed-0"])
+
+
+def test_submission_for_test_csv(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data_dir, run_dir = trained
+    out = tmp_path / "sub" / "submission.csv"
+    report = submit(load_runs([run_dir]), data_dir, out)
+    submission = pl.read_csv(out)
+    test = read_table(data_dir / "test.csv", "test.csv")
+    assert submission.columns == ["Id", "Sales"]
+    assert submission.get_column("Id").to_list() == sorted(test.get_column("Id").to_list())
+    joined = submission.join(test, on="Id")
+    assert (joined.filter(pl.col("Open") == 0).get_column("Sales") == 0).all()
+    assert (joined.filter(pl.col("Open") != 0).get_column("Sales") > 0).all()
+    blank = joined.filter(pl.col("Open").is_null())
+    assert report["open_blank_as_open"] == blank.height > 0  # counted, and predicted as open
+    assert (blank.get_column("Sales") > 0).all()
+    assert [p.name for p in out.parent.iterdir()] == ["submission.csv"]  # no temporary files
+
+
+def test_python_api_predicts_kaggle_layout_and_feature_frames(trained: tuple[Path, Path]) -> None:
+    data_dir, run_dir = trained
+    run = load_run(run_dir)
+    predicted = run.predict_kaggle(data_dir)
+    assert isinstance(predicted, pl.DataFrame) and predicted.get_column("Id").is_sorted()
+    opened = predicted.filter(pl.col("Open") == 1)
+    again = run.predict(opened.drop("Prediction"))
+    np.testing.assert_allclose(again.get_column("Prediction"), opened.get_column("Prediction"))
+
+
+def test_several_runs_average_all_members(trained: tuple[Path, Path]) -> None:
+    data_dir, run_dir = trained
+    run = load_run(run_dir)
+    both = load_runs([run_dir, run_dir])
+    rows = predict_kaggle(run, data_dir)[0].drop("Prediction")
+    assert len(both.member_logs(rows)) == 4
+    np.testing.assert_allclose(both.predict_log(rows), run.predict_log(rows), rtol=1e-12)
+
+
+def test_runs_with_other_feature_options_are_refused(trained: tuple[Path, Path]) -> None:
+    run = load_run(trained[1])
+    other = dataclasses.replace(run, path=Path("other"),
+                                feature_options={**run.feature_options, "weather": False})
+    with pytest.raises(InputError, match=r"other: got '.*weather=False.*expected the feature "
+                                         r"options of"):
+        Ensemble([run, other])
+
+
+def test_unknown_store_is_an_error_or_a_counted_fallback(trained: tuple[Path, Path],
+                                                         tmp_path: Path) -> None:
+    data_dir, run_dir = trained
+    run = load_run(run_dir)
+    stores = run.preprocessor.vocabularies["Store"]
+    missing = stores[0]
+    preprocessor = Preprocessor.from_dict(run.preprocessor.to_dict())
+    preprocessor.vocabularies["Store"] = stores[1:]  # as if store `missing` was never trained
+    blind = dataclasses.replace(run, preprocessor=preprocessor)
+    test = read_table(data_dir / "test.csv", "test.csv")
+    rows = test.filter(pl.col("Store") == missing).height
+    assert rows > 0
+    line = int((test.get_column("Store") == missing).arg_true()[0]) + 2  # header is line 1
+    with pytest.raises(InputError, match=rf"test\.csv line {line}, column 'Store': got "
+                                         rf"{missing}, expected a store the model was trained"):
+        submit(blind, data_dir, tmp_path / "s.csv")
+    report = submit(blind, data_dir, tmp_path / "s.csv", allow_unknown_stores=True)
+    assert report["unknown_stores"] == 1 and report["unknown_store_rows"] == rows
+    assert pl.read_csv(tmp_path / "s.csv").height == test.height
+
+
+def test_store_missing_from_store_csv(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data_dir, run_dir = trained
+    path = tmp_path / "t.csv"
+    path.write_text(",".join(TEST_COLUMNS) + "\n1,999,4,2015-08-06,1,0,0,0\n")
+    with pytest.raises(InputError, match=r"t\.csv line 2, column 'Store': got 999, expected "
+                                         r"a store listed in store\.csv"):
+        submit(load_run(run_dir), data_dir, tmp_path / "s.csv", path)
+
+
+def test_repeated_id_is_an_error(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    data_dir, run_dir = trained
+    path = tmp_path / "t.csv"
+    path.write_text(",".join(TEST_COLUMNS) + "\n7,1,4,2015-08-06,1,0,0,0\n"
+                    "7,2,4,2015-08-06,1,0,0,0\n")
+    with pytest.raises(InputError, match=r"t\.csv line 3, column 'Id': got '7'.*repeats line 2"):
+        submit(load_run(run_dir), data_dir, tmp_path / "s.csv", path)
+
+
+def test_cli_bad_state_holiday_exits_2_with_one_line(trained: tuple[Path, Path], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    data_dir, run_dir = trained
+    path = tmp_path / "t.csv"
+    path.write_text(",".join(TEST_COLUMNS) + '\n1,1,4,2015-08-06,1,0,"x","0"\n')
+    out = tmp_path / "s.csv"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["submit", "--run", str(run_dir), "--data-dir", str(data_dir), "--test", str(path),
+              "--out", str(out)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"rossmann-embed: error: {path} line 2, column 'StateHoliday': "
+                          "got 'x', expected one of 0, a, b, c")
+    assert not out.exists()
+
+
+def test_cli_and_script_write_the_same_submission(trained: tuple[Path, Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir, run_dir = trained
+    args = ["--run", str(run_dir), "--data-dir", str(data_dir)]
+    main(["submit", *args, "--out", str(tmp_path / "cli.csv")])
+    monkeypatch.setattr(sys, "argv", ["make_submission.py", *args, "--out",
+                                      str(tmp_path / "script.csv")])
+    runpy.run_path(str(ROOT / "scripts" / "make_submission.py"), run_name="__main__")
+    assert (tmp_path / "cli.csv").read_bytes() == (tmp_path / "script.csv").read_bytes()
