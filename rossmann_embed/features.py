@@ -182,40 +182,57 @@ def _elapsed_events(frame: pl.LazyFrame) -> pl.LazyFrame:
     The frame is sorted by (Store, Date). Instead of per-store windows, one key
     ``Store * 2**20 + day`` orders every day of every store on one line, so fills and
     windows are single passes that never cross into another store.
+
+    Where the window runs past the days the data holds for the store (its first and last
+    days, and days beside a hole such as the weeks between train.csv and test.csv), the
+    value is unknown (null), not "no event": a count of 0 promos in the next 7 days never
+    happens in a complete week, and the model must not learn it from the edges.
     """
     day = pl.col("Date").cast(pl.Int64)
     key = pl.col("Store").cast(pl.Int64) * STORE_STRIDE + day
-    since, until, last7, next7 = [], [], [], []
+    rows = pl.col("_key").is_not_null()  # every row: a day the data holds
+    complete = {  # every day of the window is in the data
+        "last7": _window_count(rows, -WINDOW_DAYS, 0) == WINDOW_DAYS,
+        "next7": _window_count(rows, 1, WINDOW_DAYS + 1) == WINDOW_DAYS,
+        "since": _window_count(rows, -ELAPSED_CAP_DAYS, 0) == ELAPSED_CAP_DAYS,
+        "until": _window_count(rows, 1, ELAPSED_CAP_DAYS + 1) == ELAPSED_CAP_DAYS,
+    }
+    columns = []
     for name, holds in EVENTS.items():
         event_key = pl.when(holds).then(pl.col("_key"))
-        since.append(_days_within_store(pl.col("_key") - event_key.forward_fill())
-                     .alias(f"DaysSince{name}"))
-        until.append(_days_within_store(event_key.backward_fill() - pl.col("_key"))
-                     .alias(f"DaysUntil{name}"))
-        before = pl.concat([pl.lit(0, pl.Int64), holds.cast(pl.Int64).cum_sum()])
-        k = pl.col("_key")
-        last7.append((_count_before(before, k) - _count_before(before, k - WINDOW_DAYS))
-                     .alias(f"{name}Last7"))
-        next7.append((_count_before(before, k + WINDOW_DAYS + 1) - _count_before(before, k + 1))
-                     .alias(f"{name}Next7"))
-    return (
-        frame.with_columns(_key=key)
-        .with_columns(*since, *until, *last7, *next7)
-        .drop("_key")
-    )
+        since = pl.col("_key") - event_key.forward_fill()
+        until = event_key.backward_fill() - pl.col("_key")
+        columns += [
+            _elapsed(since, complete["since"]).alias(f"DaysSince{name}"),
+            _elapsed(until, complete["until"]).alias(f"DaysUntil{name}"),
+            pl.when(complete["last7"]).then(_window_count(holds, -WINDOW_DAYS, 0))
+            .alias(f"{name}Last7"),
+            pl.when(complete["next7"]).then(_window_count(holds, 1, WINDOW_DAYS + 1))
+            .alias(f"{name}Next7"),
+        ]
+    return frame.with_columns(_key=key).with_columns(columns).drop("_key")
 
 
 STORE_STRIDE = 2**20  # more days than any calendar holds, so store blocks never overlap
 
 
-def _count_before(events_before: pl.Expr, key: pl.Expr) -> pl.Expr:
-    """Events on keys < ``key``: the prefix count at the first row whose key is >= ``key``."""
-    return events_before.gather(pl.col("_key").search_sorted(key, side="left"))
+def _window_count(holds: pl.Expr, start: int, stop: int) -> pl.Expr:
+    """Rows of the same store within days [day + start, day + stop) where ``holds``."""
+    before = pl.concat([pl.lit(0, pl.Int64), holds.cast(pl.Int64).cum_sum()])
+    at = pl.col("_key").search_sorted
+    return before.gather(at(pl.col("_key") + stop, side="left")) - before.gather(
+        at(pl.col("_key") + start, side="left")
+    )
 
 
-def _days_within_store(gap: pl.Expr) -> pl.Expr:
-    """A gap in key units is in days when within one store; larger (or none) is capped."""
-    return gap.clip(0, ELAPSED_CAP_DAYS).fill_null(ELAPSED_CAP_DAYS).cast(pl.Int32)
+def _elapsed(gap: pl.Expr, window_complete: pl.Expr) -> pl.Expr:
+    """Days to the event within the cap; beyond it, the cap if every day of the window is
+    in the data, else unknown. Gaps across stores are larger than any cap."""
+    return (
+        pl.when(gap <= ELAPSED_CAP_DAYS).then(gap)
+        .when(window_complete).then(ELAPSED_CAP_DAYS)
+        .cast(pl.Int32)
+    )
 
 
 def _join_weather(frame: pl.LazyFrame, weather: pl.DataFrame | None) -> pl.LazyFrame:

@@ -45,7 +45,8 @@ def test_elapsed_features_per_store_in_date_order() -> None:
     assert row["PromoLast7"] == 2 and row["PromoNext7"] == 1
     assert row["StateHolidayLast7"] == 1 and row["StateHolidayNext7"] == 0
     first = frame.row(0, named=True)
-    assert first["DaysSinceStateHoliday"] == ELAPSED_CAP_DAYS  # nothing seen yet: capped
+    assert first["DaysSinceStateHoliday"] is None  # no history yet: unknown, not "long ago"
+    assert first["PromoLast7"] is None and frame.row(19, named=True)["DaysUntilStateHoliday"] is None
     assert first["DaysUntilStateHoliday"] == 10
     # The test day sees the train days before it, as any other day would.
     last = frame.filter(pl.col("Set") == "test").row(0, named=True)
@@ -93,8 +94,13 @@ def test_real_features_keep_or_count_every_row(real_data: Path) -> None:
         == counts["rows_labelled"]
     assert table.spec.categorical["Store"] == 1115 and table.spec.categorical["State"] == 12
     features = [*table.spec.categorical, *table.spec.continuous]
-    nulls = kept.select(pl.col(c).null_count() for c in features if c != "CloudCover")
+    # Unknown only where a window runs past the data (edges and holes): elapsed features.
+    edge_features = [c for c in features if c.startswith("Days") or c[-5:] in ("Last7", "Next7")]
+    nulls = kept.select(pl.col(c).null_count() for c in features
+                        if c not in edge_features and c != "CloudCover")
     assert nulls.sum_horizontal().item() == 0
+    assert kept.select(pl.col(edge_features).null_count().max()).max_horizontal().item() \
+        < 0.05 * kept.height
     train, validation = time_split(kept, 48)
     assert validation.get_column("Date").min() == date(2015, 4, 27)
     assert validation.get_column("Date").max() == date(2015, 6, 13)
