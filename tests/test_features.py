@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rossmann_embed.features import ELAPSED_CAP_DAYS, build_features, model_rows, time_split
+from rossmann_embed.features import build_features, model_rows, time_split
 from rossmann_embed.io import RossmannData, read_rossmann
 
 
@@ -46,7 +46,8 @@ def test_elapsed_features_per_store_in_date_order() -> None:
     assert row["StateHolidayLast7"] == 1 and row["StateHolidayNext7"] == 0
     first = frame.row(0, named=True)
     assert first["DaysSinceStateHoliday"] is None  # no history yet: unknown, not "long ago"
-    assert first["PromoLast7"] is None and frame.row(19, named=True)["DaysUntilStateHoliday"] is None
+    assert first["PromoLast7"] is None
+    assert frame.row(19, named=True)["DaysUntilStateHoliday"] is None
     assert first["DaysUntilStateHoliday"] == 10
     # The test day sees the train days before it, as any other day would.
     last = frame.filter(pl.col("Set") == "test").row(0, named=True)
