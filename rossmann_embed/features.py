@@ -202,9 +202,12 @@ def _elapsed_events(frame: pl.LazyFrame) -> pl.LazyFrame:
         event_key = pl.when(holds).then(pl.col("_key"))
         since = pl.col("_key") - event_key.forward_fill()
         until = event_key.backward_fill() - pl.col("_key")
+        # An event counts only if every day between it and today is in the data.
+        since_seen = _window_count(rows, -since, 0) == since
+        until_seen = _window_count(rows, 1, until + 1) == until
         columns += [
-            _elapsed(since, complete["since"]).alias(f"DaysSince{name}"),
-            _elapsed(until, complete["until"]).alias(f"DaysUntil{name}"),
+            _elapsed(since, since_seen, complete["since"]).alias(f"DaysSince{name}"),
+            _elapsed(until, until_seen, complete["until"]).alias(f"DaysUntil{name}"),
             pl.when(complete["last7"]).then(_window_count(holds, -WINDOW_DAYS, 0))
             .alias(f"{name}Last7"),
             pl.when(complete["next7"]).then(_window_count(holds, 1, WINDOW_DAYS + 1))
@@ -216,7 +219,7 @@ def _elapsed_events(frame: pl.LazyFrame) -> pl.LazyFrame:
 STORE_STRIDE = 2**20  # more days than any calendar holds, so store blocks never overlap
 
 
-def _window_count(holds: pl.Expr, start: int, stop: int) -> pl.Expr:
+def _window_count(holds: pl.Expr, start: int | pl.Expr, stop: int | pl.Expr) -> pl.Expr:
     """Rows of the same store within days [day + start, day + stop) where ``holds``."""
     before = pl.concat([pl.lit(0, pl.Int64), holds.cast(pl.Int64).cum_sum()])
     at = pl.col("_key").search_sorted
@@ -225,11 +228,11 @@ def _window_count(holds: pl.Expr, start: int, stop: int) -> pl.Expr:
     )
 
 
-def _elapsed(gap: pl.Expr, window_complete: pl.Expr) -> pl.Expr:
-    """Days to the event within the cap; beyond it, the cap if every day of the window is
-    in the data, else unknown. Gaps across stores are larger than any cap."""
+def _elapsed(gap: pl.Expr, seen: pl.Expr, window_complete: pl.Expr) -> pl.Expr:
+    """Days to the event when within the cap and every day between is in the data; else the
+    cap when every day of the capped window is in the data; else unknown."""
     return (
-        pl.when(gap <= ELAPSED_CAP_DAYS).then(gap)
+        pl.when((gap <= ELAPSED_CAP_DAYS) & seen).then(gap)
         .when(window_complete).then(ELAPSED_CAP_DAYS)
         .cast(pl.Int32)
     )

@@ -11,8 +11,10 @@ from rossmann_embed.features import build_features, model_rows, time_split
 from rossmann_embed.io import RossmannData, read_rossmann
 
 
-def one_store(days: int, promo_days: set[int], holiday_days: set[int]) -> RossmannData:
-    """A single store with ``days`` consecutive labelled days (test is its next day)."""
+def one_store(days: int, promo_days: set[int], holiday_days: set[int],
+              hole_days: int = 0) -> RossmannData:
+    """A single store with ``days`` consecutive labelled days; its test day follows after
+    ``hole_days`` days missing from the data (like Kaggle's held-back weeks)."""
     start = date(2015, 1, 1)
     dates = [start + timedelta(days=i) for i in range(days)]
     train = pl.DataFrame({
@@ -22,7 +24,7 @@ def one_store(days: int, promo_days: set[int], holiday_days: set[int]) -> Rossma
         "StateHoliday": ["a" if i in holiday_days else "0" for i in range(days)],
         "SchoolHoliday": 0,
     }).cast({pl.Int32: pl.Int64})
-    nxt = start + timedelta(days=days)
+    nxt = start + timedelta(days=days + hole_days)
     test = pl.DataFrame({
         "Id": [1], "Store": [1], "DayOfWeek": [nxt.isoweekday()], "Date": [nxt], "Open": [None],
         "Promo": [1], "StateHoliday": ["0"], "SchoolHoliday": [0],
@@ -53,6 +55,14 @@ def test_elapsed_features_per_store_in_date_order() -> None:
     last = frame.filter(pl.col("Set") == "test").row(0, named=True)
     assert last["DaysSinceStateHoliday"] == 10 and last["DaysSincePromo"] == 0
     assert last["Open"] == 1 and table.report["test_open_blank_as_open"] == 1
+
+
+def test_nothing_is_seen_across_a_hole_in_the_data() -> None:
+    frame = build_features(one_store(20, promo_days={5}, holiday_days=set(), hole_days=10))
+    before_hole = frame.frame.sort("Date").row(19, named=True)
+    # The test day (a promo) lies after a 10-day hole: the days until it are unknown.
+    assert before_hole["DaysUntilPromo"] is None and before_hole["PromoNext7"] is None
+    assert before_hole["DaysSincePromo"] == 14 and before_hole["PromoLast7"] == 0
 
 
 def test_promo2_and_competition() -> None:
