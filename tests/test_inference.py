@@ -95,7 +95,9 @@ def test_python_api_predicts_kaggle_layout_and_feature_frames(trained: tuple[Pat
     assert isinstance(predicted, pl.DataFrame) and predicted.get_column("Id").is_sorted()
     opened = predicted.filter(pl.col("Open") == 1)
     again = run.predict(opened.drop("Prediction"))
-    np.testing.assert_allclose(again.get_column("Prediction"), opened.get_column("Prediction"))
+    # Same rows, other batch shapes: equal up to float32 rounding of the matmuls.
+    np.testing.assert_allclose(again.get_column("Prediction"), opened.get_column("Prediction"),
+                               rtol=1e-5)
 
 
 def test_several_runs_average_all_members(trained: tuple[Path, Path]) -> None:
