@@ -35,11 +35,11 @@ CATEGORICAL = [
     "CompetitionOpenSinceYear", "Promo2", "Promo2Weeks", "Promo2SinceYear", "Promo2Active",
     "State",
     *[f"{event}{side}7" for event in EVENTS for side in ("Last", "Next")],
-]
-CONTINUOUS = [
-    "LogCompetitionDistance", "DayOfYear",
+    # Categories, not numbers: the day before a holiday differs from the day before that
+    # in ways no smooth function of the distance captures.
     *[f"Days{side}{event}" for event in EVENTS for side in ("Since", "Until")],
 ]
+CONTINUOUS = ["LogCompetitionDistance", "DayOfYear"]
 
 
 @dataclass
