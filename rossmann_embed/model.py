@@ -8,6 +8,7 @@ original space, exact under DDP.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -44,6 +45,8 @@ class EntityEmbeddingRegressor(LightningModule):
         embedding_sizes: per-column overrides of ``default_embedding_size``.
         hidden_sizes: widths of the hidden layers.
         dropout: dropout after each hidden layer (one float for all, or one per layer).
+            Default 0: fastai's (0.001, 0.01) barely regularise, yet on CPU their serial
+            random numbers cost ~20% of a training step of the default network.
         embedding_dropout: dropout on the concatenated embeddings.
         batch_norm: BatchNorm1d after each hidden layer's ReLU.
         y_range: ``(lo, hi)`` in log space; the output becomes ``lo + (hi - lo) * sigmoid(x)``.
@@ -61,7 +64,7 @@ class EntityEmbeddingRegressor(LightningModule):
         n_continuous: int,
         embedding_sizes: dict[str, int] | None = None,
         hidden_sizes: Sequence[int] = (1000, 500),
-        dropout: float | Sequence[float] = (0.001, 0.01),
+        dropout: float | Sequence[float] = 0.0,
         embedding_dropout: float = 0.04,
         batch_norm: bool = False,
         y_range: tuple[float, float] | None = None,
@@ -98,7 +101,9 @@ class EntityEmbeddingRegressor(LightningModule):
         self.embeddings = nn.ModuleDict(
             {name: nn.Embedding(n, sizes[name]) for name, n in cardinalities.items()}
         )
-        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.embedding_dropout = (
+            nn.Dropout(embedding_dropout) if embedding_dropout else nn.Identity()
+        )
         self.mlp = _mlp(
             sum(sizes.values()) + n_continuous,
             self.hparams.hidden_sizes,
@@ -112,7 +117,8 @@ class EntityEmbeddingRegressor(LightningModule):
     def forward(self, categorical: torch.Tensor, continuous: torch.Tensor) -> torch.Tensor:
         """Log predictions [rows] from category indices [rows, n_cat] and continuous
         values [rows, n_cont] (columns in the order of ``cardinalities``)."""
-        parts = [emb(categorical[:, i]) for i, emb in enumerate(self.embeddings.values())]
+        columns = categorical.t().contiguous()  # one copy, not one per strided column
+        parts = [emb(columns[i]) for i, emb in enumerate(self.embeddings.values())]
         x = torch.cat([self.embedding_dropout(torch.cat(parts, dim=1)), continuous], dim=1)
         out = self.mlp(x).squeeze(1)
         if self.hparams.y_range is not None:
@@ -129,6 +135,10 @@ class EntityEmbeddingRegressor(LightningModule):
 
     # ---- Lightning loop ------------------------------------------------------------------
 
+    def on_fit_start(self) -> None:
+        if self.device.type == "cpu":
+            reuse_freed_memory()
+
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         categorical, continuous, target = batch
         loss_sum, count = self._loss_sum(self(categorical, continuous), target)
@@ -138,7 +148,8 @@ class EntityEmbeddingRegressor(LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         # [sum of squared pct errors, sum of loss, rows with target > 0]
-        self._val_sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS: no f64
+        self._val_sums = torch.zeros(3, dtype=dtype, device=self.device)
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         categorical, continuous, target = batch
@@ -146,13 +157,13 @@ class EntityEmbeddingRegressor(LightningModule):
         loss_sum, count = self._loss_sum(pred, target)
         # (y - yhat) / y = 1 - exp(log yhat - log y): no overflow from exp of large logs.
         pct = torch.where(torch.isfinite(target), 1.0 - torch.exp(pred - target), 0.0)
-        self._val_sums += torch.stack([pct.double().square().sum(), loss_sum.double(), count])
+        sums = torch.stack([pct.square().sum(), loss_sum, count.float()])
+        self._val_sums += sums.to(self._val_sums.dtype)
 
     def on_validation_epoch_end(self) -> None:
         # Sum over ranks first, then divide: exact RMSPE over all validation rows.
         sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
-        sq_pct, loss_sum, count = sums.float().unbind()
-        count = count.clamp_min(1)
+        sq_pct, loss_sum, count = sums.float().unbind()  # count 0 -> NaN, like rmspe()
         # Identical on every rank after the reduce; sync_dist just keeps Lightning quiet.
         self.log("val_rmspe", (sq_pct / count).sqrt(), prog_bar=True, sync_dist=True)
         self.log("val_loss", loss_sum / count, sync_dist=True)
@@ -166,6 +177,8 @@ class EntityEmbeddingRegressor(LightningModule):
         optimizer = torch.optim.AdamW(
             self.parameters(), lr=self.hparams.learning_rate,
             weight_decay=self.hparams.weight_decay,
+            # One fused kernel per parameter: ~3x faster than the default loop on CPU.
+            fused=self.device.type in ("cpu", "cuda") or None,
         )
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=self.hparams.learning_rate,
@@ -192,6 +205,22 @@ class EntityEmbeddingRegressor(LightningModule):
         finally:
             self.train(was_training)
         return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+def reuse_freed_memory() -> bool:
+    """Make glibc keep freed memory for reuse instead of returning it to the OS.
+
+    Each step allocates fresh multi-MB activations; by default glibc serves them with mmap
+    and unmaps them on free, so every step page-faults them in again (~8k faults, ~15% of a
+    CPU step). Keeping blocks up to 32 MB in the heap removes that. Process-wide; returns
+    False (and does nothing) where the C library is not glibc.
+    """
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, 32 << 20) and mallopt(m_trim_threshold, 1 << 30))
 
 
 def training_flops_per_batch(model: EntityEmbeddingRegressor, batch_size: int) -> int:
@@ -239,6 +268,7 @@ def _mlp(n_in: int, hidden: Sequence[int], dropout: Sequence[float], batch_norm:
 __all__ = [
     "EntityEmbeddingRegressor",
     "default_embedding_size",
+    "reuse_freed_memory",
     "rmspe",
     "training_flops_per_batch",
 ]
