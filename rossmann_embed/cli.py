@@ -131,6 +131,21 @@ def run_evaluate(args: argparse.Namespace) -> None:
     print(f"\nevaluation.json, daily_sales.png and store_rmspe.png written to {out}")
 
 
+@command
+def run_compare(args: argparse.Namespace) -> None:
+    import os
+
+    # Idle OpenMP threads of scikit-learn and LightGBM sleep instead of spinning: on a shared
+    # 2-core machine spinning threads take the cores from working ones (HistGradientBoosting
+    # ran 3x slower under load). Read when their OpenMP runtime loads, so before the import.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from rossmann_embed.comparison import CompareOptions, compare
+
+    known = CompareOptions.__dataclass_fields__
+    compare(CompareOptions(**{k: v for k, v in vars(args).items() if k in known}))
+    print(f"comparison.md, .csv, .png and .json written to {args.out}")
+
+
 def _print_prediction_notes(report: dict) -> None:
     """Warnings a prediction counted: blank Open taken as open, stores the model never saw."""
     if report.get("open_blank_as_open"):
@@ -189,7 +204,32 @@ def build_parser() -> argparse.ArgumentParser:
                           help="output folder (default: RUN/evaluation/FROM_TO)")
     evaluate.add_argument("--allow-unknown-stores", action="store_true",
                           help="score stores the model never saw instead of stopping")
+    add_compare_parser(sub)
     return parser
+
+
+def add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    """`compare`: classic models with and without the learned embeddings (Guo & Berkhahn)."""
+    compare = sub.add_parser(
+        "compare", help="k-NN, random forest and gradient boosting with and without learned "
+                        "embeddings, and the networks, on a time split (the paper's table)")
+    compare.add_argument("--data-dir", required=True, help="folder with Kaggle's Rossmann files")
+    compare.add_argument("--out", required=True, help="folder for comparison.{md,csv,png,json}")
+    compare.add_argument("--setting", choices=["paper", "full", "both"], default="paper",
+                         help="paper: the paper's 7 features; full: every feature; both")
+    compare.add_argument("--train-rows", type=int, default=200_000,
+                         help="training rows sampled from the days before the test days")
+    compare.add_argument("--test-fraction", type=float, default=0.1,
+                         help="the latest share of the days, as test")
+    compare.add_argument("--epochs", type=int, default=10, help="epochs of both networks")
+    compare.add_argument("--batch-size", type=int, default=512)
+    compare.add_argument("--learning-rate", "--lr", type=float, default=3e-2,
+                         help="peak of the networks' one-cycle schedule")
+    compare.add_argument("--knn-test-rows", type=int, default=10_000,
+                         help="test rows k-NN predicts (a seeded sample; 0: all)")
+    compare.add_argument("--lightgbm", action=argparse.BooleanOptionalAction, default=True,
+                         help="also LightGBM, when installed")
+    compare.add_argument("--seed", type=int, default=0)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -19,7 +19,7 @@ class TrainConfig:
 
     data_dir: str
     out: str
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = DEFAULT_BATCH_SIZE
     learning_rate: float = 3e-3
     weight_decay: float = 1e-5

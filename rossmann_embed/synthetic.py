@@ -10,14 +10,30 @@ The generative model, in log sales of an open store-day::
 
     log(Sales) = log(6000) + geo(x, y) + type + assortment + store_noise + trend * years
                  + day_of_week + promo + school_holiday + month + pre_christmas
-                 + holiday_eve + noise
+                 + holiday_eve + season(state x, y; day) + weather(state x, y; week) + noise
 
 ``geo`` is a smooth random function of the store's hidden 2-D location (a sum of random
 Fourier features); a store sits close to its state's location, so nearby stores sell alike
-and states differ strongly. Holidays follow the real German rules per state (which is why
-states can also be told apart by their closing days), school holidays are drawn per state
-and year. Everything comes from one ``np.random.default_rng(seed)``, so a seed gives
-identical bytes.
+and states differ strongly. ``geo`` is a constant per store, so a Store embedding absorbs it
+and it teaches a State embedding nothing about the map. What does (as in the real data, where
+neighbouring states share weather, regional seasons and tourism) are the two effects that
+change over time and are shared by every store of a state, both smooth in the state's
+location (u, v) = 2 * (x, y) - 1, centred on the map:
+
+- ``season``: a yearly and a weekly curve whose shape turns with the position:
+  ``SEASON_SIZE * (v * cos(year angle - summer) + u * sin(year angle - summer))``, so the
+  north (v = 1) peaks in summer (tourism), the south in winter, the east in autumn and the
+  west in spring, by about +-15% at the edges; plus ``WEEK_SIZE * (u * east_week[dow] +
+  v * north_week[dow])`` (Saturday shopping in the east, Monday in the west, ...);
+- ``weather``: a random smooth field of location per week (random Fourier features, sd
+  ``WEATHER_SD`` across states), like a week of regional weather.
+
+``write_synthetic(regional=False)`` leaves both out (drawing the same random numbers, so all
+else is equal): the control in which state embeddings have no geography to learn.
+
+Holidays follow the real German rules per state (which is why states can also be told apart
+by their closing days), school holidays are drawn per state and year. Everything comes from
+one ``np.random.default_rng(seed)``, so a seed gives identical bytes.
 """
 
 from __future__ import annotations
@@ -57,6 +73,15 @@ EVE_EFFECT = 0.08  # the open day before a state holiday
 TREND_MEAN, TREND_SD = 0.02, 0.03  # per-store yearly trend
 NOISE_SD = 0.09  # multiplicative day noise (~9%)
 STORE_XY_SD = 0.03  # store location around its state's location (states ~0.3 apart)
+# Time-varying effects of the state's location (u, v in [-1, 1]): what a State embedding learns.
+SEASON_SIZE = 0.15  # yearly curve at the map's edge: north peaks in summer, south in winter
+SUMMER_PEAK_DAY = 196  # day of the year (mid July) of the north's peak
+WEEK_SIZE = 0.06  # weekly curve at the map's edge
+EAST_WEEK = np.array([0.0, -1.0, -0.5, 0.0, 0.0, 0.5, 1.0, 0.0])  # index 1=Mon..7=Sun
+NORTH_WEEK = np.array([0.0, 0.5, 0.5, 0.0, -0.5, -1.0, 0.5, 0.0])
+WEATHER_SD = 0.05  # a week's regional weather: smooth in location, sd across states
+WEATHER_FEATURES = 6  # random Fourier features per week's field
+WEATHER_CYCLES = 0.7  # waves across the map per field: neighbours share their weather
 
 
 @dataclass(frozen=True)
@@ -101,10 +126,13 @@ def write_synthetic(
     end: str = "2015-07-31",
     test_days: int = 48,
     seed: int = 0,
+    regional: bool = True,
 ) -> SyntheticInfo:
     """Write Kaggle-shaped Rossmann files with a planted geography into ``out_dir``.
 
     Train covers ``start``..``end`` (inclusive), test the ``test_days`` days after ``end``.
+    ``regional=False`` leaves out the time-varying effects of the states' locations (season
+    and weather; the control where state embeddings cannot learn the map), all else equal.
     The same arguments always give identical bytes. Raises ``InputError`` for bad arguments.
     """
     first, last = _check_arguments(n_stores, start, end, test_days)
@@ -112,7 +140,8 @@ def write_synthetic(
     geo = _plant_geography(rng, n_stores)
     stores = _draw_stores(rng, n_stores, last)
     calendar = _draw_calendar(rng, first, last + np.timedelta64(test_days, "D"))
-    days = _simulate_days(rng, geo, stores, calendar)
+    regional = _regional_effects(rng, geo.state_xy, calendar.days) * float(regional)
+    days = _simulate_days(rng, geo, stores, calendar, regional)
     split = _days(first, last) + 1  # train days come first, then test days
     train = _train_frame(calendar.days[:split], {k: v[:split] for k, v in days.items()})
     test = _test_frame(rng, calendar.days[split:], {k: v[split:] for k, v in days.items()})
@@ -209,6 +238,32 @@ def _random_smooth_field(rng: np.random.Generator, n_features: int = 8, cycles: 
         return np.cos(xy @ freq.T + phase) @ amplitude
 
     return field
+
+
+def _regional_effects(
+    rng: np.random.Generator, state_xy: np.ndarray, days: np.ndarray
+) -> np.ndarray:
+    """Season and weather of each state on each day, [n_days, n_states], on log sales.
+
+    Both change over time, are shared by the stores of a state and depend smoothly on its
+    location, so only a model that knows which states are near each other can share them.
+    """
+    u, v = (2.0 * state_xy - 1.0).T  # east, north in [-1, 1]
+    angle = 2 * np.pi * (_day_of_year(days) - SUMMER_PEAK_DAY) / 365.25
+    season = SEASON_SIZE * (np.cos(angle)[:, None] * v + np.sin(angle)[:, None] * u)
+    dow = _day_of_week(days)
+    season += WEEK_SIZE * (EAST_WEEK[dow][:, None] * u + NORTH_WEEK[dow][:, None] * v)
+
+    week = (days.astype(np.int64) + 3) // 7  # Monday-based weeks
+    week -= week[0]
+    n_weeks = int(week[-1]) + 1
+    freq = rng.normal(0.0, 2 * np.pi * WEATHER_CYCLES, size=(n_weeks, WEATHER_FEATURES, 2))
+    phase = rng.uniform(0.0, 2 * np.pi, size=(n_weeks, WEATHER_FEATURES, 1))
+    amplitude = rng.normal(0.0, 1.0, size=(n_weeks, 1, WEATHER_FEATURES))
+    fields = (amplitude @ np.cos(freq @ state_xy.T + phase))[:, 0]  # [n_weeks, n_states]
+    fields -= fields.mean(axis=1, keepdims=True)  # the chain-wide part of a week is not regional
+    weather = WEATHER_SD * fields / max(fields.std(), 1e-12)
+    return season + weather[week]
 
 
 # --- stores ---------------------------------------------------------------------------------
@@ -340,7 +395,11 @@ def _school_holidays(rng: np.random.Generator, year: int) -> list[tuple[np.datet
 
 
 def _simulate_days(
-    rng: np.random.Generator, geo: _Geography, stores: pl.DataFrame, cal: _Calendar
+    rng: np.random.Generator,
+    geo: _Geography,
+    stores: pl.DataFrame,
+    cal: _Calendar,
+    regional: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Open, Sales and Customers for every (day, store), as [n_days, n_stores] arrays."""
     n_days, n_stores = len(cal.days), len(geo.store_state)
@@ -374,6 +433,7 @@ def _simulate_days(
         + promo_lift * cal.promo[:, None]
         + SCHOOL_EFFECT * school
         + EVE_EFFECT * eve
+        + regional[:, geo.store_state]
         + rng.normal(0.0, NOISE_SD, (n_days, n_stores))
     )
     # Kaggle has a few dozen open days with no sales in ~850k; keep that rate.

@@ -12,6 +12,7 @@ import pytest
 
 from rossmann_embed import synthetic
 from rossmann_embed.errors import InputError
+from rossmann_embed.geography import euclidean_distances, mantel_test
 from rossmann_embed.synthetic import STATES, SyntheticInfo, write_synthetic
 
 TEXT = {"StateHoliday": pl.String, "SchoolHoliday": pl.String}
@@ -184,6 +185,58 @@ def test_geography_check_fails_without_geography(
     between_share, nearby_corr = geography_signal(write_synthetic(tmp_path, seed=0))
     assert between_share < 0.5
     assert nearby_corr < 0.5
+
+
+def regional_signal(info: SyntheticInfo) -> float:
+    """Mantel r between the states' seasonal profiles and their hidden locations.
+
+    A state's profile: the mean log sales of its stores per month and per weekday (Monday to
+    Saturday), each net of the store's level and of the chain's month or weekday, so only
+    what differs between states over time remains: what a State embedding can learn.
+    """
+    sales = (
+        read(info.train)
+        .filter((pl.col("Sales") > 0) & (pl.col("DayOfWeek") < 7))
+        .join(read(info.store_states), on="Store")
+        .with_columns(Month=pl.col("Date").dt.month(), log=pl.col("Sales").log())
+        .with_columns(pl.col("log") - pl.col("log").mean().over("Store"))
+    )
+    profiles = [
+        sales.with_columns(pl.col("log") - pl.col("log").mean().over(period))
+        .group_by("State", period)
+        .agg(pl.col("log").mean())
+        .pivot(period, index="State", values="log", sort_columns=True)
+        .sort("State")
+        for period in ("Month", "DayOfWeek")
+    ]
+    states = profiles[0]["State"]
+    assert states.equals(profiles[1]["State"])
+    profile = np.hstack([p.drop("State").to_numpy() for p in profiles])
+    where = read(info.locations_states).join(states.to_frame(), on="State").sort("State")
+    r, _ = mantel_test(
+        euclidean_distances(profile),
+        euclidean_distances(where.select("x", "y").to_numpy()),
+        permutations=99,
+    )
+    return r
+
+
+def test_seasons_and_weekdays_follow_the_states_locations(info: SyntheticInfo) -> None:
+    assert regional_signal(info) > 0.9
+
+
+def test_regional_check_fails_without_regional_effects(tmp_path: Path) -> None:
+    assert regional_signal(write_synthetic(tmp_path, seed=0, regional=False)) < 0.5
+
+
+def test_regional_effects_change_nothing_else(tmp_path: Path) -> None:
+    on = write_synthetic(tmp_path / "on", seed=3, **SMALL)
+    off = write_synthetic(tmp_path / "off", seed=3, regional=False, **SMALL)
+    for name in ["test.csv", "store.csv", "external/store_states.csv", "locations_states.csv"]:
+        assert (on.out_dir / name).read_bytes() == (off.out_dir / name).read_bytes(), name
+    a, b = read(on.train), read(off.train)
+    assert a.drop("Sales", "Customers").equals(b.drop("Sales", "Customers"))
+    assert not a["Sales"].equals(b["Sales"])
 
 
 @pytest.mark.parametrize(
