@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
+
 from rossmann_embed.config import TrainConfig
-from rossmann_embed.inference import load_runs, submit
+from rossmann_embed.inference import load_run, load_runs, submit
+from rossmann_embed.io import read_stores
+from rossmann_embed.maps import write_run_maps
 from rossmann_embed.synthetic import write_synthetic
 from rossmann_embed.training import fit
 
@@ -13,8 +17,9 @@ DEMO_STORES = 60
 
 
 def demo(out: Path, seed: int = 0) -> Path:
-    """Write synthetic data to ``out/data``, train a small run into ``out/run`` and write its
-    Kaggle submission for the synthetic test.csv to ``out/submission.csv``."""
+    """Write synthetic data to ``out/data``, train a small run into ``out/run``, write its
+    Kaggle submission for the synthetic test.csv to ``out/submission.csv`` and its embedding
+    maps (scored against the planted geography) to ``out/maps``."""
     info = write_synthetic(out / "data", n_stores=DEMO_STORES, seed=seed)
     print(f"synthetic data: {info.n_train_rows:,} train rows, {info.n_stores} stores "
           f"-> {info.out_dir}")
@@ -25,4 +30,11 @@ def demo(out: Path, seed: int = 0) -> Path:
     submission = out / "submission.csv"
     report = submit(load_runs([run_dir]), out / "data", submission)
     print(f"submission for the synthetic test.csv ({report['rows']:,} rows) -> {submission}")
+    # Score the state embeddings against the planted positions the data was made from.
+    maps = write_run_maps(load_run(run_dir), read_stores(out / "data"), out / "maps",
+                          reference=pl.read_csv(info.locations_states))
+    geography = maps["geography"]
+    print(f"embedding maps -> {out / 'maps'}: state embeddings vs planted map: Mantel r "
+          f"{geography['mantel_r']:.2f} (p {geography['mantel_p']:.4f}), Procrustes residual "
+          f"{geography['procrustes_residual']:.2f}")
     return run_dir
