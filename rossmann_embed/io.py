@@ -140,20 +140,30 @@ def check_stores_known(table: pl.DataFrame, stores: pl.DataFrame, file: str) -> 
 
 
 def read_table(path: Path, schema_name: str, separator: str = ",") -> pl.DataFrame:
-    """Read one CSV as text and parse it against ``SCHEMAS[schema_name]``."""
+    """Read one CSV and parse it against ``SCHEMAS[schema_name]``.
+
+    A typed read is tried first (fast); if any value does not parse, the file is read again
+    as text so that the error can name the first bad line.
+    """
     if not path.is_file():
         raise InputError.at(str(path), f"the file {path.name} to exist", hint=HELP)
-    raw = pl.read_csv(path, infer_schema=False, separator=separator, null_values=["", "NA"])
     schema = SCHEMAS[schema_name]
+    header = pl.read_csv(path, n_rows=0, separator=separator).columns
     for column in schema:
-        if column not in raw.columns:
+        if column not in header:
             raise InputError.at(
                 str(path), f"a column named {column!r} in the header", line=1, column=column,
-                value=",".join(raw.columns),
+                value=",".join(header),
             )
-    table = raw.select(
-        _parse(raw.get_column(c), spec, str(path)).alias(c) for c, spec in schema.items()
-    )
+    options = {"separator": separator, "null_values": ["", "NA"], "columns": list(schema)}
+    try:
+        dtypes = {c: DTYPES[spec.kind] for c, spec in schema.items()}
+        table = pl.read_csv(path, schema_overrides=dtypes, **options)
+    except pl.exceptions.PolarsError:
+        raw = pl.read_csv(path, infer_schema=False, **options)
+        table = raw.select(_parse(raw.get_column(c), spec, str(path)) for c, spec in schema.items())
+    for column, spec in schema.items():
+        _validate(table.get_column(column), spec, str(path))
     _check_unique(table, KEYS[schema_name], str(path))
     return table
 
@@ -188,35 +198,38 @@ def read_trends(folder: Path) -> pl.DataFrame | None:
         week, value = raw.columns[:2]
         start = _parse(raw.get_column(week).str.slice(0, 10), Column("date"), str(path))
         trend = _parse(raw.get_column(value), Column("float"), str(path))
+        for series, kind in ((start, "date"), (trend, "float")):
+            _validate(series, Column(kind), str(path))
         frames.append(pl.DataFrame({"State": code, "WeekStart": start, "Trend": trend}))
     return pl.concat(frames)
 
 
+DTYPES = {"int": pl.Int64, "float": pl.Float64, "date": pl.Date, "str": pl.String}
+EXPECTED = {"int": "a whole number", "float": "a number", "date": "a date like 2015-07-31",
+            "str": "a value"}
+
+
 def _parse(raw: pl.Series, spec: Column, file: str) -> pl.Series:
-    """Parse a text column; the first bad value raises an InputError naming its line."""
+    """Parse a text column; the first value that does not parse raises an InputError."""
     text = raw.str.strip_chars()
     if spec.kind == "date":
         parsed = text.str.to_date("%Y-%m-%d", strict=False)
-        expected = "a date like 2015-07-31"
-    elif spec.kind == "int":
-        parsed = text.cast(pl.Int64, strict=False)
-        expected = "a whole number"
-    elif spec.kind == "float":
-        parsed = text.cast(pl.Float64, strict=False)
-        expected = "a number"
     else:
-        parsed = text
-        expected = "a value"
-    _fail_first(raw, raw.is_not_null() & parsed.is_null(), file, expected)
+        parsed = text.cast(DTYPES[spec.kind], strict=False)
+    _fail_first(raw, raw.is_not_null() & parsed.is_null(), file, EXPECTED[spec.kind])
+    return parsed.alias(raw.name)
+
+
+def _validate(parsed: pl.Series, spec: Column, file: str) -> None:
+    """Blanks, allowed values and minimums; the first bad value raises an InputError."""
     if not spec.nullable:
-        _fail_first(raw, raw.is_null(), file, f"{expected}, not a blank")
+        _fail_first(parsed, parsed.is_null(), file, f"{EXPECTED[spec.kind]}, not a blank")
     if spec.allowed is not None:
         allowed = ", ".join(str(v) for v in spec.allowed)
         bad = parsed.is_not_null() & ~parsed.is_in(list(spec.allowed))
-        _fail_first(raw, bad, file, f"one of {allowed}")
+        _fail_first(parsed, bad, file, f"one of {allowed}")
     if spec.minimum is not None:
-        _fail_first(raw, parsed < spec.minimum, file, f"a value >= {spec.minimum:g}")
-    return parsed
+        _fail_first(parsed, parsed < spec.minimum, file, f"a value >= {spec.minimum:g}")
 
 
 def _fail_first(raw: pl.Series, bad: pl.Series, file: str, expected: str) -> None:

@@ -87,7 +87,7 @@ def test_store_missing_from_store_states(tiny_data: Path) -> None:
 
 def test_negative_sales(tiny_data: Path) -> None:
     replace_line(tiny_data / "train.csv", "4000,400", "-4000,400")
-    with pytest.raises(InputError, match=r"train\.csv line 4, column 'Sales': got '-4000', "
+    with pytest.raises(InputError, match=r"train\.csv line 4, column 'Sales': got -4000, "
                                          r"expected a value >= 0"):
         read_rossmann(tiny_data)
 
