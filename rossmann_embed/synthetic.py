@@ -59,6 +59,7 @@ HOLIDAY_INDEX = dict(enumerate(HOLIDAY_CODES))
 # Effect sizes, all on log sales (0.1 ~ +10%).
 BASE_SALES = 6000.0
 GEO_SD = 0.25  # spread of the location effect across states: the signal to recover
+GEO_CYCLES = 1.2  # waves of the location effect across the map
 STORE_SD = 0.12  # per-store level not explained by anything observable
 TYPE_EFFECT = {"a": 0.0, "b": 0.35, "c": 0.03, "d": -0.05}
 ASSORTMENT_EFFECT = {"a": 0.0, "b": -0.10, "c": 0.08}
@@ -197,7 +198,7 @@ def _plant_geography(rng: np.random.Generator, n_stores: int) -> _Geography:
     state_xy = _spread_points(rng, len(STATES))
     store_state = _assign_states(rng, n_stores)
     store_xy = state_xy[store_state] + rng.normal(0.0, STORE_XY_SD, size=(n_stores, 2))
-    field = _random_smooth_field(rng)
+    field = _random_smooth_field(rng, cycles=GEO_CYCLES)
     # Standardise over the state locations so every seed plants the same between-state spread.
     at_states = field(state_xy)
     store_geo = GEO_SD * (field(store_xy) - at_states.mean()) / at_states.std()
