@@ -23,8 +23,10 @@ def demo(out: Path, seed: int = 0) -> Path:
     info = write_synthetic(out / "data", n_stores=DEMO_STORES, seed=seed)
     print(f"synthetic data: {info.n_train_rows:,} train rows, {info.n_stores} stores "
           f"-> {info.out_dir}")
+    # Batches of 128: the ~2,000 steps it takes the State embedding to learn the planted map
+    # (tests/test_learned_geography.py); 512 gives too few steps in 6 epochs.
     config = TrainConfig(data_dir=str(out / "data"), out=str(out / "run"), epochs=6,
-                         batch_size=512, seed=seed, hidden_sizes=[256, 128])
+                         batch_size=128, seed=seed, hidden_sizes=[256, 128])
     run_dir = fit(config)
     print(f"run written to {run_dir} (validation RMSPE in {run_dir / 'validation.json'})")
     submission = out / "submission.csv"

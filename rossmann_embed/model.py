@@ -101,6 +101,10 @@ class EntityEmbeddingRegressor(LightningModule):
         self.embeddings = nn.ModuleDict(
             {name: nn.Embedding(n, sizes[name]) for name, n in cardinalities.items()}
         )
+        for embedding in self.embeddings.values():
+            # fastai's small start: with PyTorch's N(0, 1) the random start still dominates
+            # the vectors after a short training, and maps of them show noise.
+            nn.init.trunc_normal_(embedding.weight, std=0.01, a=-0.02, b=0.02)
         self.embedding_dropout = (
             nn.Dropout(embedding_dropout) if embedding_dropout else nn.Identity()
         )

@@ -12,24 +12,28 @@ The generative model, in log sales of an open store-day::
                  + day_of_week + promo + school_holiday + month + pre_christmas
                  + holiday_eve + season(state x, y; day) + weather(state x, y; week) + noise
 
-``geo`` is a smooth random function of the store's hidden 2-D location (a sum of random
-Fourier features); a store sits close to its state's location, so nearby stores sell alike
-and states differ strongly. ``geo`` is a constant per store, so a Store embedding absorbs it
-and it teaches a State embedding nothing about the map. What does (as in the real data, where
-neighbouring states share weather, regional seasons and tourism) are the two effects that
-change over time and are shared by every store of a state, both smooth in the state's
-location (u, v) = 2 * (x, y) - 1, centred on the map:
+``geo`` is a broad smooth random function of the store's hidden 2-D location (a sum of
+random Fourier features, ``GEO_CYCLES`` waves across the map, like a rich-poor gradient); a
+store sits close to its state's location, so nearby stores sell alike and states differ.
+``geo`` is constant over time: a model learns it as one number per store or state, which says
+little about which states are neighbours. What teaches a State embedding the map (as in the
+real data, where neighbouring states share weather, regional seasons and tourism) are two
+effects that change over time, are shared by every store of a state and are smooth in the
+state's location (u, v) = 2 * (x, y) - 1, centred on the map:
 
 - ``season``: a yearly and a weekly curve whose shape turns with the position:
   ``SEASON_SIZE * (v * cos(year angle - summer) + u * sin(year angle - summer))``, so the
   north (v = 1) peaks in summer (tourism), the south in winter, the east in autumn and the
-  west in spring, by about +-15% at the edges; plus ``WEEK_SIZE * (u * east_week[dow] +
-  v * north_week[dow])`` (Saturday shopping in the east, Monday in the west, ...);
+  west in spring, by up to +-25% at the map's edges (about +-10% for a typical state); plus
+  ``WEEK_SIZE * (u * east_week[dow] + v * north_week[dow])`` (Saturday shopping in the east,
+  Monday in the west, ...; up to +-10%);
 - ``weather``: a random smooth field of location per week (random Fourier features, sd
-  ``WEATHER_SD`` across states), like a week of regional weather.
+  ``WEATHER_SD`` = 5% across states), like a week of regional weather.
 
-``write_synthetic(regional=False)`` leaves both out (drawing the same random numbers, so all
-else is equal): the control in which state embeddings have no geography to learn.
+A network fits them only by letting the State embedding interact with the calendar
+(Month, WeekOfYear, DayOfWeek, ...), and the cheapest way to share them between states is to
+place neighbours close together. ``write_synthetic(regional=False)`` leaves both out (drawing
+the same random numbers, so all else is equal).
 
 Holidays follow the real German rules per state (which is why states can also be told apart
 by their closing days), school holidays are drawn per state and year. Everything comes from
@@ -58,8 +62,8 @@ HOLIDAY_INDEX = dict(enumerate(HOLIDAY_CODES))
 
 # Effect sizes, all on log sales (0.1 ~ +10%).
 BASE_SALES = 6000.0
-GEO_SD = 0.25  # spread of the location effect across states: the signal to recover
-GEO_CYCLES = 1.2  # waves of the location effect across the map
+GEO_SD = 0.2  # spread of the (constant) location effect across states
+GEO_CYCLES = 0.6  # waves of the location effect across the map: a broad rich-poor gradient
 STORE_SD = 0.12  # per-store level not explained by anything observable
 TYPE_EFFECT = {"a": 0.0, "b": 0.35, "c": 0.03, "d": -0.05}
 ASSORTMENT_EFFECT = {"a": 0.0, "b": -0.10, "c": 0.08}
@@ -75,9 +79,9 @@ TREND_MEAN, TREND_SD = 0.02, 0.03  # per-store yearly trend
 NOISE_SD = 0.09  # multiplicative day noise (~9%)
 STORE_XY_SD = 0.03  # store location around its state's location (states ~0.3 apart)
 # Time-varying effects of the state's location (u, v in [-1, 1]): what a State embedding learns.
-SEASON_SIZE = 0.15  # yearly curve at the map's edge: north peaks in summer, south in winter
+SEASON_SIZE = 0.25  # yearly curve at the map's edge: north peaks in summer, south in winter
 SUMMER_PEAK_DAY = 196  # day of the year (mid July) of the north's peak
-WEEK_SIZE = 0.06  # weekly curve at the map's edge
+WEEK_SIZE = 0.10  # weekly curve at the map's edge
 EAST_WEEK = np.array([0.0, -1.0, -0.5, 0.0, 0.0, 0.5, 1.0, 0.0])  # index 1=Mon..7=Sun
 NORTH_WEEK = np.array([0.0, 0.5, 0.5, 0.0, -0.5, -1.0, 0.5, 0.0])
 WEATHER_SD = 0.05  # a week's regional weather: smooth in location, sd across states
