@@ -43,6 +43,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dropout", type=_floats, default=d.dropout, metavar="0.001,0.01")
     parser.add_argument("--embedding-dropout", type=float, default=d.embedding_dropout)
     parser.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=d.batch_norm)
+    parser.add_argument("--hide-future", type=float, default=d.hide_future, metavar="FRACTION",
+                        help="share of training rows that see the data end within 60 days")
     parser.add_argument("--weather", action=argparse.BooleanOptionalAction, default=d.weather)
     parser.add_argument("--trends", action=argparse.BooleanOptionalAction, default=d.trends)
     parser.add_argument("--patience", type=int, default=d.patience)

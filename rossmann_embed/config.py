@@ -32,9 +32,12 @@ class TrainConfig:
     dropout: list[float] = field(default_factory=lambda: [0.0, 0.0])  # costly on CPU, little gain
     embedding_dropout: float = 0.04
     batch_norm: bool = False
+    # Share of training rows whose look-ahead features are cut as if the data ended 0-59 days
+    # later, as it does for the days one predicts (features.hide_future).
+    hide_future: float = 0.5
     weather: bool = True
     trends: bool = True
-    patience: int = 3  # early stopping on val_rmspe, in epochs
+    patience: int = 5  # early stopping on val_rmspe, in epochs (one-cycle: late epochs gain most)
     accelerator: str = "auto"
     devices: str = "auto"
     strategy: str = "auto"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from rossmann_embed.encoding import ColumnSpec
@@ -40,6 +41,9 @@ CATEGORICAL = [
     *[f"Days{side}{event}" for event in EVENTS for side in ("Since", "Until")],
 ]
 CONTINUOUS = ["LogCompetitionDistance", "DayOfYear"]
+LOOK_AHEAD = [  # features that need days after the row's day: unknown near the data's end
+    *[f"DaysUntil{event}" for event in EVENTS], *[f"{event}Next7" for event in EVENTS],
+]
 
 
 @dataclass
@@ -102,6 +106,37 @@ def time_split(frame: pl.DataFrame, validation_days: int = 48) -> tuple[pl.DataF
     first_validation = last - pl.duration(days=validation_days - 1)
     is_validation = pl.col("Date") >= pl.select(first_validation).item()
     return frame.filter(~is_validation), frame.filter(is_validation)
+
+
+def hide_future(frame: pl.DataFrame, fraction: float, seed: int = 0) -> pl.DataFrame:
+    """Training rows as prediction rows see them: the data ends soon after them.
+
+    A day to predict lies within weeks of the data's last day (a validation period, Kaggle's
+    test.csv), so its look-ahead features are often unknown. Training rows almost never are,
+    and a model then meets "unknown" only at prediction time (on the shared data it pushed
+    the last week of validation 10% too high). So a random ``fraction`` of rows gets a data
+    end 0..59 days later, and each look-ahead feature is recomputed as ``_elapsed_events``
+    would give it there: "days until" stays known only if the event falls before that end,
+    a 7-day count only if the whole week does.
+    """
+    if fraction <= 0 or frame.is_empty():
+        return frame
+    rng = np.random.default_rng(seed)
+    cut = rng.random(frame.height) < fraction
+    days_left = rng.integers(0, ELAPSED_CAP_DAYS, frame.height)
+    return end_data_after(frame, np.where(cut, days_left, ELAPSED_CAP_DAYS))
+
+
+def end_data_after(frame: pl.DataFrame, days_left: np.ndarray) -> pl.DataFrame:
+    """Look-ahead features of each row as if the store's data ended ``days_left`` days after
+    it (``ELAPSED_CAP_DAYS`` or more: unchanged)."""
+    left = pl.lit(pl.Series(np.asarray(days_left, dtype=np.int64)))
+    hidden = [
+        pl.when(pl.col(c) <= left).then(pl.col(c)) if c.startswith("DaysUntil")
+        else pl.when(left >= WINDOW_DAYS).then(pl.col(c))
+        for c in LOOK_AHEAD
+    ]
+    return frame.with_columns(h.alias(c) for h, c in zip(hidden, LOOK_AHEAD, strict=True))
 
 
 def _stack_rows(data: RossmannData, target: pl.DataFrame | None) -> tuple[pl.DataFrame, dict]:

@@ -25,7 +25,7 @@ from pytorch_lightning.loggers import CSVLogger
 from rossmann_embed.config import TrainConfig, write_json
 from rossmann_embed.data import TensorDataModule
 from rossmann_embed.encoding import Preprocessor
-from rossmann_embed.features import build_features, model_rows, time_split
+from rossmann_embed.features import build_features, hide_future, model_rows, time_split
 from rossmann_embed.inference import load_member, member_checkpoints
 from rossmann_embed.io import read_rossmann
 from rossmann_embed.model import EntityEmbeddingRegressor, rmspe
@@ -54,6 +54,7 @@ def prepare(config: TrainConfig) -> tuple[pl.DataFrame, pl.DataFrame, Preprocess
     table = build_features(data)
     rows, counts = model_rows(table.frame)
     train, validation = time_split(rows, config.validation_days)
+    train = hide_future(train, config.hide_future, config.seed)
     report = {**table.report, **counts, "rows_fit": train.height,
               "rows_validation": validation.height}
     preprocessor = Preprocessor(table.spec).fit(train)

@@ -45,12 +45,16 @@ def bench_data(data_dir: str) -> dict:
     }
 
 
-def matmul_gflops(n: int = 4096, repeats: int = 5) -> float:
-    """Plain float32 matmul rate of this machine, best of ``repeats``."""
+def matmul_gflops_samples(n: int = 4096, repeats: int = 5) -> list[float]:
+    """Plain float32 matmul rates (GFLOP/s) of this machine, ``repeats`` samples.
+
+    The benchmark samples before and after training and takes the median, like the median
+    epoch: this shared machine's speed drifts by +-20% over minutes, and a best-of rate
+    taken at one moment would compare the epochs with a peak they never saw.
+    """
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b  # warm up
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
+    return [2 * n**3 / _timed(lambda: a @ b) / 1e9 for _ in range(repeats)]
 
 
 def bench_train(data_dir: str, run_dir: Path) -> dict:
@@ -59,9 +63,11 @@ def bench_train(data_dir: str, run_dir: Path) -> dict:
     from rossmann_embed.training import fit, prepare
 
     config = TrainConfig(data_dir=data_dir, out=str(run_dir))
+    rates = matmul_gflops_samples()
     start = time.perf_counter()
     fit(config)
     train_seconds = time.perf_counter() - start
+    rates += matmul_gflops_samples()
     validation = json.loads((run_dir / "validation.json").read_text())
     metrics = pl.read_csv(run_dir / "metrics.csv")
     epoch_seconds = float(metrics.get_column("epoch_seconds").drop_nulls().median())
@@ -70,12 +76,13 @@ def bench_train(data_dir: str, run_dir: Path) -> dict:
     model = load_run(run_dir).models[0]
     flops_per_row = training_flops_per_batch(model, config.batch_size) / config.batch_size
     flops_per_epoch = flops_per_row * train.height
-    gflops = matmul_gflops()
+    gflops = float(np.median(rates))
     result = {
         "epoch_seconds": round(epoch_seconds, 2),
         "flops_per_epoch": int(flops_per_epoch),
         "matmul_gflops": round(gflops, 1),
         "epoch_efficiency": round(flops_per_epoch / epoch_seconds / (gflops * 1e9), 3),
+        "matmul_gflops_range": [round(min(rates), 1), round(max(rates), 1)],
         "val_rmspe": round(validation["rmspe"], 5),
         "val_rows": validation["rows"],
         "val_dates": [validation["date_from"], validation["date_to"]],

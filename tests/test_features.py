@@ -5,9 +5,17 @@ from __future__ import annotations
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
-from rossmann_embed.features import build_features, model_rows, time_split
+from rossmann_embed.features import (
+    LOOK_AHEAD,
+    build_features,
+    end_data_after,
+    hide_future,
+    model_rows,
+    time_split,
+)
 from rossmann_embed.io import RossmannData, read_rossmann
 
 
@@ -115,3 +123,29 @@ def test_real_features_keep_or_count_every_row(real_data: Path) -> None:
     train, validation = time_split(kept, 48)
     assert validation.get_column("Date").min() == date(2015, 4, 27)
     assert validation.get_column("Date").max() == date(2015, 6, 13)
+
+
+def test_hidden_future_is_what_features_give_where_the_data_ends() -> None:
+    """end_data_after(frame, k) on row r equals build_features of the data cut after r + k."""
+    rng = np.random.default_rng(1)
+    days = 150
+    data = one_store(days, promo_days=set(rng.choice(days, 30).tolist()),
+                     holiday_days=set(rng.choice(days, 6).tolist()))
+    full = build_features(data).frame.filter(pl.col("Set") == "train").sort("Date")
+    for row, left in [(10, 0), (10, 3), (20, 6), (20, 7), (30, 25), (40, 59), (5, 60)]:
+        cut = RossmannData(data.train.sort("Date").head(row + left + 1), data.test.clear(),
+                           data.stores)
+        expected = build_features(cut).frame.sort("Date").row(row, named=True)
+        hidden = end_data_after(full, np.full(full.height, left)).row(row, named=True)
+        assert {c: hidden[c] for c in LOOK_AHEAD} == {c: expected[c] for c in LOOK_AHEAD}
+
+
+def test_hide_future_cuts_the_given_share_of_rows() -> None:
+    data = one_store(3000, promo_days=set(range(0, 3000, 3)), holiday_days=set())
+    frame = build_features(data).frame.filter(pl.col("Set") == "train")
+    assert hide_future(frame, 0.0).equals(frame)
+    hidden = hide_future(frame, 0.5, seed=3)
+    changed = (hidden.get_column("PromoNext7").is_null()
+               & frame.get_column("PromoNext7").is_not_null()).mean()
+    assert 0.4 * 7 / 60 < changed < 0.6 * 7 / 60  # half the rows, 7 of 60 ends inside a week
+    assert hidden.drop(LOOK_AHEAD).equals(frame.drop(LOOK_AHEAD))
