@@ -95,7 +95,13 @@ def bench_train(data_dir: str, run_dir: Path) -> dict:
 
 
 def bench_lightgbm(train: pl.DataFrame, val: pl.DataFrame, preprocessor) -> dict:
-    """LightGBM on the same features (categories as integer codes) and the same split."""
+    """LightGBM on the same features and the same split, categories as integer codes.
+
+    The codes index sorted vocabularies, so they keep the order of days, weeks, distances
+    and years, and trees split on them as numbers. Declaring them LightGBM categoricals
+    instead gave 0.126 against 0.108 on the shared data (600 rounds): the strongest simple
+    baseline is the fair one.
+    """
     import lightgbm as lgb
 
     def matrix(frame: pl.DataFrame) -> np.ndarray:
@@ -103,11 +109,9 @@ def bench_lightgbm(train: pl.DataFrame, val: pl.DataFrame, preprocessor) -> dict
         return np.hstack([t.categorical.numpy(), t.continuous.numpy()]).astype(np.float32)
 
     names = [*preprocessor.spec.categorical, *preprocessor.spec.continuous]
-    categorical = [c for c in preprocessor.spec.categorical if c != "Store"]  # Store: numeric
     start = time.perf_counter()
     y_train = np.log(train.get_column("Sales").to_numpy())
-    dtrain = lgb.Dataset(matrix(train), y_train, feature_name=names,
-                         categorical_feature=categorical, free_raw_data=False)
+    dtrain = lgb.Dataset(matrix(train), y_train, feature_name=names, categorical_feature=[])
     params = {"objective": "regression", "learning_rate": 0.1, "num_leaves": 255,
               "min_data_in_leaf": 50, "feature_fraction": 0.7, "bagging_fraction": 0.9,
               "bagging_freq": 1, "verbose": -1, "num_threads": os.cpu_count() or 2, "seed": 0}
