@@ -16,7 +16,7 @@ Two parts:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 
 import numpy as np
@@ -34,6 +34,7 @@ _STATES_SCHEMA = {
     "latitude": pl.Float64,
     "longitude": pl.Float64,
     "weather_file": pl.String,
+    "former_east": pl.Int8,  # 1: in the former GDR; blank for Berlin, which was divided
 }
 
 
@@ -44,6 +45,12 @@ def german_states() -> pl.DataFrame:
     """The 12 state codes of the Rossmann data with name, capital, coordinates, weather file."""
     data = (resources.files("rossmann_embed") / "german_states.csv").read_bytes()
     return pl.read_csv(data, schema=_STATES_SCHEMA)
+
+
+def german_state_former_east(codes: Sequence[str]) -> list[int | None]:
+    """1 for states of the former GDR, 0 for the west, None for Berlin; in the order given."""
+    states = german_states()
+    return [dict(zip(states["code"], states["former_east"], strict=True)).get(c) for c in codes]
 
 
 def german_state_coordinates(codes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -142,6 +149,35 @@ def mantel_test(
     return r, (at_least + 1) / (permutations + 1)
 
 
+def group_test(
+    vectors: np.ndarray, groups: Sequence[int | None], permutations: int = 9999, seed: int = 0
+) -> tuple[float, float]:
+    """ANOSIM (Clarke 1993): do points of one group lie closer to each other than to the rest?
+
+    R = (mean rank of between-group distances - mean rank of within-group distances) / (M/2),
+    M the number of pairs: 1 when every within-group pair is closer than every between-group
+    pair, about 0 for unrelated groups. One-sided permutation p-value as in ``mantel_test``.
+    Points whose group is None are left out.
+    """
+    keep = [i for i, g in enumerate(groups) if g is not None]
+    labels = np.asarray([groups[i] for i in keep])
+    distances = euclidean_distances(np.asarray(vectors, float)[keep])
+    rows, cols = np.triu_indices(len(keep), k=1)
+    ranks = np.argsort(np.argsort(distances[rows, cols], kind="stable")).astype(float)
+
+    def statistic(lab: np.ndarray) -> np.ndarray:  # lab: (k, n) label rows -> (k,) R values
+        within = lab[:, rows] == lab[:, cols]
+        mean_within = (ranks * within).sum(1) / within.sum(1)
+        mean_between = (ranks * ~within).sum(1) / (~within).sum(1)
+        return (mean_between - mean_within) / (len(ranks) / 2)
+
+    r = float(statistic(labels[None, :])[0])
+    rng = np.random.default_rng(seed)
+    shuffled = rng.permuted(np.tile(labels, (permutations, 1)), axis=1)
+    at_least = int(np.count_nonzero(statistic(shuffled) >= r - 1e-12))
+    return r, (at_least + 1) / (permutations + 1)
+
+
 # --- Procrustes --------------------------------------------------------------------------------
 
 
@@ -182,15 +218,20 @@ class GeographyScore:
     labels: tuple[str, ...]
     aligned: np.ndarray
     reference: np.ndarray
+    east_west_r: float | None = None  # group_test of former East vs West (German map only)
+    east_west_p: float | None = None
 
     def to_json_dict(self) -> dict[str, float | int]:
         """The scalar scores, JSON-ready (no arrays)."""
-        return {
+        scores = {
             "mantel_r": self.mantel_r,
             "mantel_p": self.mantel_p,
             "procrustes_residual": self.procrustes_residual,
             "n_states": self.n_states,
         }
+        if self.east_west_r is not None:
+            scores |= {"east_west_r": self.east_west_r, "east_west_p": self.east_west_p}
+        return scores
 
     def points_frame(self) -> pl.DataFrame:
         """One row per place: label, aligned embedding position (x, y) and map position."""
@@ -248,8 +289,9 @@ def geography_score(
     seed: int = 0,
     permutations: int = 9999,
 ) -> GeographyScore:
-    """Score state embeddings against the map: great-circle distances, km map for Procrustes."""
-    return spatial_score(
+    """Score state embeddings against the map: great-circle distances, km map for Procrustes,
+    and whether the former East's states group apart (``group_test``)."""
+    score = spatial_score(
         state_vectors,
         state_codes,
         map_coordinates(lat, lon),
@@ -257,3 +299,5 @@ def geography_score(
         permutations=permutations,
         seed=seed,
     )
+    r, p = group_test(state_vectors, german_state_former_east(state_codes), permutations, seed)
+    return replace(score, east_west_r=r, east_west_p=p)

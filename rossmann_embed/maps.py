@@ -346,7 +346,7 @@ def write_run_maps(run: Any, stores: pl.DataFrame, out_dir: Path, *, member: int
                          reference, seed).to_json_dict()
             for m in run.models
         ]
-        keys = ("mantel_r", "mantel_p", "procrustes_residual")
+        keys = [k for k in scores[0] if k != "n_states"]
         summary["geography"]["member"] = member
         summary["geography"]["members"] = scores
         summary["geography"]["members_mean"] = {k: float(np.mean([s[k] for s in scores]))

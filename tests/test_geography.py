@@ -15,7 +15,9 @@ from rossmann_embed.geography import (
     geographic_distances,
     geography_score,
     german_state_coordinates,
+    german_state_former_east,
     german_states,
+    group_test,
     mantel_test,
     map_coordinates,
     pca_2d,
@@ -38,8 +40,9 @@ def test_states_table_has_the_12_rossmann_codes():
     states = german_states()
     assert states.height == 12
     assert sorted(states["code"].to_list()) == sorted(CODES)
-    assert states.columns == ["code", "name", "capital", "latitude", "longitude", "weather_file"]
-    assert states.null_count().sum_horizontal().item() == 0
+    assert states.columns == ["code", "name", "capital", "latitude", "longitude", "weather_file",
+                              "former_east"]
+    assert states.drop("former_east").null_count().sum_horizontal().item() == 0
 
 
 def test_coordinates_are_plausible():
@@ -156,7 +159,8 @@ def test_geography_score_of_an_embedding_that_encodes_the_map():
     assert score.procrustes_residual < 0.05
     assert score.aligned.shape == (12, 2)
     payload = score.to_json_dict()
-    assert set(payload) == {"mantel_r", "mantel_p", "procrustes_residual", "n_states"}
+    assert set(payload) == {"mantel_r", "mantel_p", "procrustes_residual", "n_states",
+                            "east_west_r", "east_west_p"}
     assert json.loads(json.dumps(payload))["n_states"] == 12
     frame = score.points_frame()
     assert frame.columns == ["label", "x", "y", "map_x", "map_y"]
@@ -181,3 +185,29 @@ def test_spatial_score_on_planted_planar_locations_and_random_vectors():
 def test_pca_2d_pads_one_dimensional_vectors():
     projected = pca_2d(np.arange(5.0)[:, None])
     assert projected.shape == (5, 2) and np.allclose(projected[:, 1], 0)
+
+
+# --- East and West -----------------------------------------------------------------------------
+
+
+def test_former_east_facts():
+    flags = german_state_former_east(CODES)
+    assert dict(zip(CODES, flags, strict=True)) == {
+        "BW": 0, "BY": 0, "BE": None, "HB,NI": 0, "HE": 0, "HH": 0, "NW": 0, "RP": 0, "SH": 0,
+        "SN": 1, "ST": 1, "TH": 1,
+    }
+
+
+def test_group_test_finds_separated_groups_and_not_random_ones():
+    rng = np.random.default_rng(0)
+    groups = german_state_former_east(CODES)
+    east = np.array([g == 1 for g in groups])
+    apart = rng.normal(scale=0.1, size=(12, 4)) + np.where(east[:, None], 1.0, 0.0)
+    r, p = group_test(apart, groups, permutations=2999)
+    assert r == pytest.approx(1.0) and p < 0.02  # 165 ways to pick 3 of 11: p >= ~1/165
+    r_random, p_random = group_test(rng.normal(size=(12, 4)), groups, permutations=2999)
+    assert abs(r_random) < 0.5 and p_random > 0.05
+    # Berlin (None) is left out: moving it anywhere changes nothing.
+    moved = apart.copy()
+    moved[CODES.index("BE")] = 100.0
+    assert group_test(moved, groups, permutations=99) == group_test(apart, groups, 99)
