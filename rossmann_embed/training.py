@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +62,9 @@ def prepare(config: TrainConfig) -> tuple[pl.DataFrame, pl.DataFrame, Preprocess
     return train, validation, preprocessor, report
 
 
-def fit(config: TrainConfig, resume: bool = False) -> Path:
-    """Train ``config.seeds`` models into ``config.out`` and write the validation report."""
+def fit(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback] = ()) -> Path:
+    """Train ``config.seeds`` models into ``config.out`` and write the validation report;
+    ``callbacks`` join each member's Trainer."""
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.json")
@@ -76,7 +78,7 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
     for member in range(config.seeds):
         seed = config.seed + member
         trainer = _train_member(config, run_dir, seed, preprocessor, train_tensors, val_tensors,
-                                (0.0, Y_RANGE_HEADROOM * max_log), resume)
+                                (0.0, Y_RANGE_HEADROOM * max_log), resume, callbacks)
         is_global_zero = trainer.is_global_zero
     if is_global_zero:
         _merge_metrics(run_dir)
@@ -88,7 +90,7 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
 
 def _train_member(config: TrainConfig, run_dir: Path, seed: int, preprocessor: Preprocessor,
                   train_tensors, val_tensors, y_range: tuple[float, float],
-                  resume: bool) -> Trainer:
+                  resume: bool, extra_callbacks: Sequence[Callback]) -> Trainer:
     seed_everything(seed, workers=True, verbose=False)
     model = EntityEmbeddingRegressor(
         cardinalities=preprocessor.cardinalities,
@@ -113,6 +115,7 @@ def _train_member(config: TrainConfig, run_dir: Path, seed: int, preprocessor: P
     )]
     if has_validation:
         callbacks.append(EarlyStopping(monitor="val_rmspe", mode="min", patience=config.patience))
+    callbacks += extra_callbacks
     trainer = Trainer(
         max_epochs=config.epochs,
         accelerator=config.accelerator,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
+from pytorch_lightning import Callback, LightningModule, Trainer
 
 from rossmann_embed.config import TrainConfig, write_json
 from rossmann_embed.features import build_features, model_rows
@@ -45,16 +46,30 @@ def bench_data(data_dir: str) -> dict:
     }
 
 
-def matmul_gflops_samples(n: int = 4096, repeats: int = 5) -> list[float]:
-    """Plain float32 matmul rates (GFLOP/s) of this machine, ``repeats`` samples.
-
-    The benchmark samples before and after training and takes the median, like the median
-    epoch: this shared machine's speed drifts by +-20% over minutes, and a best-of rate
-    taken at one moment would compare the epochs with a peak they never saw.
-    """
+def matmul_gflops_samples(n: int = 4096, repeats: int = 2) -> list[float]:
+    """Plain float32 matmul rates (GFLOP/s) of this machine, ``repeats`` samples."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b  # warm up
     return [2 * n**3 / _timed(lambda: a @ b) / 1e9 for _ in range(repeats)]
+
+
+class MatmulProbe(Callback):
+    """Samples the matmul rate after every training epoch, and times itself.
+
+    This shared machine's speed drifts by tens of percent within minutes (matmul samples of
+    one run ranged 90-162 GFLOP/s), so a rate taken once, before or after training, made
+    the efficiency of the same code come out anywhere from 0.63 to 0.99. Sampled beside
+    each epoch, the median rate is the one the epochs ran at.
+    """
+
+    def __init__(self) -> None:
+        self.rates: list[float] = []
+        self.seconds = 0.0
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        start = time.perf_counter()
+        self.rates += matmul_gflops_samples()
+        self.seconds += time.perf_counter() - start
 
 
 def bench_train(data_dir: str, run_dir: Path) -> dict:
@@ -63,11 +78,11 @@ def bench_train(data_dir: str, run_dir: Path) -> dict:
     from rossmann_embed.training import fit, prepare
 
     config = TrainConfig(data_dir=data_dir, out=str(run_dir))
-    rates = matmul_gflops_samples()
+    probe = MatmulProbe()
     start = time.perf_counter()
-    fit(config)
-    train_seconds = time.perf_counter() - start
-    rates += matmul_gflops_samples()
+    fit(config, callbacks=[probe])
+    train_seconds = time.perf_counter() - start - probe.seconds
+    rates = probe.rates
     validation = json.loads((run_dir / "validation.json").read_text())
     metrics = pl.read_csv(run_dir / "metrics.csv")
     epoch_seconds = float(metrics.get_column("epoch_seconds").drop_nulls().median())
