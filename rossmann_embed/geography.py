@@ -50,7 +50,8 @@ def german_states() -> pl.DataFrame:
 def german_state_former_east(codes: Sequence[str]) -> list[int | None]:
     """1 for states of the former GDR, 0 for the west, None for Berlin; in the order given."""
     states = german_states()
-    return [dict(zip(states["code"], states["former_east"], strict=True)).get(c) for c in codes]
+    former_east = dict(zip(states["code"], states["former_east"], strict=True))
+    return [former_east.get(c) for c in codes]
 
 
 def german_state_coordinates(codes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -82,7 +82,6 @@ def bench_train(data_dir: str, run_dir: Path) -> dict:
     start = time.perf_counter()
     fit(config, callbacks=[probe])
     train_seconds = time.perf_counter() - start - probe.seconds
-    rates = probe.rates
     validation = json.loads((run_dir / "validation.json").read_text())
     metrics = pl.read_csv(run_dir / "metrics.csv")
     epoch_seconds = float(metrics.get_column("epoch_seconds").drop_nulls().median())
@@ -91,13 +90,13 @@ def bench_train(data_dir: str, run_dir: Path) -> dict:
     model = load_run(run_dir).models[0]
     flops_per_row = training_flops_per_batch(model, config.batch_size) / config.batch_size
     flops_per_epoch = flops_per_row * train.height
-    gflops = float(np.median(rates))
+    gflops = float(np.median(probe.rates))
     result = {
         "epoch_seconds": round(epoch_seconds, 2),
         "flops_per_epoch": int(flops_per_epoch),
         "matmul_gflops": round(gflops, 1),
         "epoch_efficiency": round(flops_per_epoch / epoch_seconds / (gflops * 1e9), 3),
-        "matmul_gflops_range": [round(min(rates), 1), round(max(rates), 1)],
+        "matmul_gflops_range": [round(min(probe.rates), 1), round(max(probe.rates), 1)],
         "val_rmspe": round(validation["rmspe"], 5),
         "val_rows": validation["rows"],
         "val_dates": [validation["date_from"], validation["date_to"]],
