@@ -6,6 +6,7 @@ Bad input (an ``InputError``) prints its one-line message and exits with status 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,7 +44,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dropout", type=_floats, default=d.dropout, metavar="0.001,0.01")
     parser.add_argument("--embedding-dropout", type=float, default=d.embedding_dropout)
     parser.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=d.batch_norm)
-    parser.add_argument("--hide-future", type=float, default=d.hide_future, metavar="FRACTION",
+    parser.add_argument("--hide-future", type=_fraction, default=d.hide_future, metavar="FRACTION",
                         help="share of training rows that see the data end within 60 days")
     parser.add_argument("--weather", action=argparse.BooleanOptionalAction, default=d.weather)
     parser.add_argument("--trends", action=argparse.BooleanOptionalAction, default=d.trends)
@@ -250,6 +251,16 @@ def _ints(text: str) -> list[int]:
 
 def _floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v]
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text!r}")
+    return value
 
 
 def _column_size(text: str) -> tuple[str, int]:
