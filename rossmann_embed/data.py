@@ -134,10 +134,22 @@ class TensorDataModule(LightningDataModule):
         self.val = val
         self.batch_size = batch_size
         self.seed = seed
+        self._train_batches: PermutationBatches | None = None
+        self._next_epoch = 0  # of the sequence of training permutations
 
     def train_dataloader(self) -> PermutationBatches:
-        """Shuffled batches; the permutation continues from the trainer's current epoch."""
-        return self._batches(self.train, self.batch_size, shuffle=True)
+        """Shuffled batches; after a resume, the permutations continue where they stopped."""
+        self._train_batches = self._batches(self.train, self.batch_size, shuffle=True)
+        return self._train_batches
+
+    def state_dict(self) -> dict[str, int]:
+        """Saved in checkpoints: the epoch of the next training permutation."""
+        batches = self._train_batches
+        return {"next_epoch": batches.epoch if batches is not None else self._next_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        # Lightning restores this before it asks for the loaders (even to count steps).
+        self._next_epoch = int(state_dict["next_epoch"])
 
     def val_dataloader(self) -> PermutationBatches | list:
         """Unshuffled batches of ``VALIDATION_BATCH_FACTOR`` x the batch size ([] if no val)."""
@@ -152,8 +164,7 @@ class TensorDataModule(LightningDataModule):
             batch_size,
             shuffle=shuffle,
             seed=self.seed,
-            # Resuming from a checkpoint continues the sequence of permutations.
-            epoch=trainer.current_epoch if trainer is not None else 0,
+            epoch=self._next_epoch if shuffle else 0,
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
         )

@@ -109,10 +109,7 @@ def _train_member(config: TrainConfig, run_dir: Path, seed: int, preprocessor: P
     )
     checkpoints = run_dir / "checkpoints" / f"seed-{seed}"
     has_validation = val_tensors is not None
-    callbacks: list[Callback] = [EpochTimer(), ModelCheckpoint(
-        dirpath=checkpoints, filename="best", save_last=True, enable_version_counter=False,
-        monitor="val_rmspe" if has_validation else None, mode="min",
-    )]
+    callbacks: list[Callback] = [EpochTimer(), *_checkpoints(checkpoints, has_validation)]
     if has_validation:
         callbacks.append(EarlyStopping(monitor="val_rmspe", mode="min", patience=config.patience))
     callbacks += extra_callbacks
@@ -133,6 +130,22 @@ def _train_member(config: TrainConfig, run_dir: Path, seed: int, preprocessor: P
     trainer.fit(model, datamodule=data,
                 ckpt_path=last if resume and last.is_file() else None, weights_only=True)
     return trainer
+
+
+def _checkpoints(directory: Path, has_validation: bool) -> list[ModelCheckpoint]:
+    """best.ckpt (lowest val_rmspe; without validation, the latest) and last.ckpt (every epoch).
+
+    Not ``save_last=True``: since Lightning 2.x it rewrites last.ckpt only when a best
+    checkpoint is saved, so after an epoch without improvement ``--resume`` would go back.
+    """
+    best = ModelCheckpoint(
+        dirpath=directory, filename="best", enable_version_counter=False,
+        # "step" always grows: the monitor that makes the latest epoch the best one.
+        monitor="val_rmspe" if has_validation else "step",
+        mode="min" if has_validation else "max",
+    )
+    last = ModelCheckpoint(dirpath=directory, filename="last", enable_version_counter=False)
+    return [best, last]
 
 
 def validation_report(run_dir: Path, validation: pl.DataFrame,

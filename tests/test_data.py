@@ -104,8 +104,10 @@ def test_datamodule_loaders_shard_by_trainer_rank():
     assert val.batch_size == 8 * VALIDATION_BATCH_FACTOR
     cat, cont, target = next(iter(train))
     assert cat.dtype == torch.int64 and cont.shape[1] == 3 and target.ndim == 1
+    assert dm.state_dict() == {"next_epoch": 1}  # what a checkpoint saves
 
-    dm.trainer = SimpleNamespace(global_rank=1, world_size=2, current_epoch=3)
+    dm.load_state_dict({"next_epoch": 3})  # what resuming from it restores
+    dm.trainer = SimpleNamespace(global_rank=1, world_size=2)
     sharded = dm.train_dataloader()
     assert (sharded.rank, sharded.world_size, sharded.epoch) == (1, 2, 3)
     assert len(torch.cat([b[0][:, 0] for b in sharded])) == 50

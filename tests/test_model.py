@@ -134,7 +134,7 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
     train, val = _planted(600, seed=5), _planted(200, seed=6)
     preprocessing = {"spec": {"categorical": {"store": 20}}, "means": {"x0": 0.5}}
     model = _model(y_range=(6.0, 10.0), batch_norm=True, preprocessing=preprocessing)
-    checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="val_rmspe", save_last=True)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="last")  # every epoch
     trainer = _trainer(max_epochs=2, enable_checkpointing=True, default_root_dir=tmp_path,
                        callbacks=[checkpoint, EarlyStopping("val_rmspe", patience=3)])
     trainer.fit(model, TensorDataModule(train, val, batch_size=64))
@@ -142,7 +142,7 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
     raw = torch.load(checkpoint.best_model_path, weights_only=True)  # nothing unpicklable
     assert raw["lr_schedulers"] and raw["hyper_parameters"]["preprocessing"] == preprocessing
     loaded = EntityEmbeddingRegressor.load_from_checkpoint(
-        checkpoint.last_model_path, weights_only=True
+        checkpoint.best_model_path, weights_only=True
     )
     assert loaded.hparams.preprocessing == preprocessing
     assert torch.equal(

@@ -1,0 +1,76 @@
+"""fit(): checkpoints of a run, and --resume continuing an interrupted run where it stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from pytorch_lightning import Callback
+
+from rossmann_embed.config import TrainConfig
+from rossmann_embed.synthetic import write_synthetic
+from rossmann_embed.training import fit
+
+
+class Interrupted(Exception):
+    """Stands in for a killed job."""
+
+
+class InterruptAtEpoch(Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise Interrupted
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: a second thread only adds sync
+    root = tmp_path_factory.mktemp("training")
+    write_synthetic(root, n_stores=12, start="2014-06-01")
+    yield root
+    torch.set_num_threads(threads)
+
+
+def _config(data_dir: Path, out: Path, **kwargs) -> TrainConfig:
+    # No dropout: without random numbers in training steps, a resumed run must end
+    # exactly where the uninterrupted one does.
+    defaults = {"epochs": 3, "hidden_sizes": [32, 16], "batch_size": 256,
+                "embedding_dropout": 0.0}
+    return TrainConfig(data_dir=str(data_dir), out=str(out), **{**defaults, **kwargs})
+
+
+def _checkpoint(run: Path, name: str) -> dict:
+    return torch.load(run / "checkpoints" / "seed-0" / name, weights_only=True)
+
+
+def test_last_checkpoint_is_the_last_epoch_even_without_improvement(data_dir, tmp_path):
+    # Learning rate 0: validation never improves after the first epoch.
+    run = fit(_config(data_dir, tmp_path / "run", epochs=2, learning_rate=0.0))
+    assert _checkpoint(run, "best.ckpt")["epoch"] == 0
+    last = _checkpoint(run, "last.ckpt")
+    assert last["epoch"] == 1 and last["global_step"] == 2 * _checkpoint(run, "best.ckpt")[
+        "global_step"]
+
+
+def test_without_validation_best_is_the_last_epoch(data_dir, tmp_path):
+    run = fit(_config(data_dir, tmp_path / "run", epochs=2, validation_days=0))
+    assert _checkpoint(run, "best.ckpt")["epoch"] == _checkpoint(run, "last.ckpt")["epoch"] == 1
+
+
+def test_resume_ends_where_the_uninterrupted_run_ends(data_dir, tmp_path):
+    whole = fit(_config(data_dir, tmp_path / "whole"))
+    config = _config(data_dir, tmp_path / "resumed")
+    with pytest.raises(Interrupted):
+        fit(config, callbacks=[InterruptAtEpoch(2)])
+    assert _checkpoint(Path(config.out), "last.ckpt")["epoch"] == 1
+    resumed = fit(config, resume=True)
+
+    expected, got = _checkpoint(whole, "last.ckpt"), _checkpoint(resumed, "last.ckpt")
+    assert got["epoch"] == 2 and got["global_step"] == expected["global_step"]
+    for name, weight in expected["state_dict"].items():
+        torch.testing.assert_close(got["state_dict"][name], weight, msg=name)
