@@ -13,6 +13,8 @@ from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from rossmann_embed.data import TensorDataModule
 from rossmann_embed.encoding import EncodedTable
 from rossmann_embed.model import (
+    CheapDropout,
+    EmbeddingLookups,
     EntityEmbeddingRegressor,
     default_embedding_size,
     rmspe,
@@ -81,6 +83,42 @@ def test_unknown_category_index_zero_predicts():
     model = _model()
     pred = model.predict_log(torch.zeros(4, 2, dtype=torch.int64), torch.zeros(4, 2))
     assert pred.shape == (4,) and torch.isfinite(pred).all()
+
+
+def test_embedding_lookups_match_nn_embedding_values_and_gradients():
+    g = torch.Generator().manual_seed(0)
+    tables = [torch.nn.Embedding(n, d) for n, d in ((50, 7), (3, 2), (9, 4))]
+    columns = torch.stack([torch.randint(0, t.num_embeddings, (300,), generator=g)
+                           for t in tables])
+    upstream = torch.randn(300, 13, generator=g)
+    torch.cat([t(columns[i]) for i, t in enumerate(tables)], dim=1).backward(upstream)
+    expected = [t.weight.grad.clone() for t in tables]
+    for t in tables:
+        t.weight.grad = None
+    tables[1].weight.requires_grad_(False)  # frozen tables get no gradient
+
+    out = EmbeddingLookups.apply(columns, *[t.weight for t in tables])
+    torch.testing.assert_close(out, torch.cat([t.weight[columns[i]] for i, t in
+                                               enumerate(tables)], dim=1))
+    out.backward(upstream)
+    torch.testing.assert_close(tables[0].weight.grad, expected[0])
+    assert tables[1].weight.grad is None
+    torch.testing.assert_close(tables[2].weight.grad, expected[2])
+
+
+@pytest.mark.parametrize("p", [0.04, 0.5])
+def test_cheap_dropout_drops_share_p_and_keeps_the_mean(p):
+    torch.manual_seed(0)
+    dropout, x = CheapDropout(p), torch.ones(1000, 1000)
+    out = dropout(x)
+    kept = out != 0
+    assert abs(1 - kept.float().mean().item() - p) < 0.002
+    assert abs(out.mean().item() - 1) < 0.005  # survivors scaled by 1 / (1 - p)
+    assert torch.equal(out[kept], torch.full_like(out[kept], out[kept][0].item()))
+    assert not torch.equal(dropout(x), out)  # a fresh mask every call
+    assert torch.equal(dropout.eval()(x), x)
+    with pytest.raises(ValueError, match="dropout probability"):
+        CheapDropout(1.0)
 
 
 def test_rmspe_matches_kaggle_and_ignores_zero_sales():
