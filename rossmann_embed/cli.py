@@ -232,6 +232,8 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
                          help="test rows k-NN predicts (a seeded sample; 0: all)")
     compare.add_argument("--lightgbm", action=argparse.BooleanOptionalAction, default=True,
                          help="also LightGBM, when installed")
+    compare.add_argument("--hide-future", type=_fraction, default=0.5, metavar="FRACTION",
+                         help="share of training rows that see the data end within 60 days")
     compare.add_argument("--seed", type=int, default=0)
 
 

@@ -24,6 +24,9 @@ Choices, and why:
 - The one-hot network is ``EntityEmbeddingRegressor`` with, per column, an embedding as wide
   as its cardinality, frozen to the identity: its concatenated "embeddings" are exactly the
   one-hot vectors, fed to the same MLP as the embedding network. Nothing else differs.
+- Half of the training rows see the data end within 60 days (``features.hide_future``, as
+  in ``train``): the test days come just before the data's end, where the full setting's
+  look-ahead columns are often unknown. The paper's seven features have no such columns.
 - k-NN predicts a seeded random subset of the test rows (``knn_test_rows``): on 200,000
   training rows a brute-force neighbour search costs ~3 ms a test row for embeddings and
   ~10 ms for sparse one-hot vectors on 2 cores. Both k-NN variants use the same subset.
@@ -72,7 +75,7 @@ from rossmann_embed.data import TensorDataModule
 from rossmann_embed.embeddings import EmbeddingEncoder, atomic_write, markdown_table, write_text
 from rossmann_embed.encoding import ColumnSpec, EncodedTable, Preprocessor
 from rossmann_embed.errors import InputError
-from rossmann_embed.features import build_features, model_rows
+from rossmann_embed.features import build_features, hide_future, model_rows
 from rossmann_embed.io import read_rossmann
 from rossmann_embed.model import EntityEmbeddingRegressor, default_embedding_size, rmspe
 from rossmann_embed.plots import _save, _theme
@@ -118,6 +121,9 @@ class CompareOptions:
     batch_size: int = 512
     learning_rate: float = 3e-2
     knn_test_rows: int = 10_000  # 0: all test rows
+    # As in `train` (features.hide_future): the test days lie just before the data's end, so
+    # their look-ahead columns are often unknown; only the full setting has such columns.
+    hide_future: float = 0.5
     lightgbm: bool = True  # used when installed
     seed: int = 0
 
@@ -396,6 +402,7 @@ def compare(options: CompareOptions) -> pl.DataFrame:
     table = build_features(data)
     rows, counts = model_rows(table.frame)
     split = time_split(rows, options.test_fraction, options.train_rows, options.seed)
+    split.train = hide_future(split.train, options.hide_future, options.seed)
     data_seconds = time.perf_counter() - start
     print(", ".join(f"{k}={v}" for k, v in split.info.items()), flush=True)
 
