@@ -226,8 +226,9 @@ def add_compare_parser(sub: argparse._SubParsersAction) -> None:
                          help="the latest share of the days, as test")
     compare.add_argument("--epochs", type=int, default=10, help="epochs of both networks")
     compare.add_argument("--batch-size", type=int, default=512)
-    compare.add_argument("--learning-rate", "--lr", type=float, default=3e-2,
-                         help="peak of the networks' one-cycle schedule")
+    compare.add_argument("--learning-rate", "--lr", type=float, default=None,
+                         help="peak of the networks' one-cycle schedule (default: paper 0.03, "
+                              "full 0.003)")
     compare.add_argument("--knn-test-rows", type=int, default=10_000,
                          help="test rows k-NN predicts (a seeded sample; 0: all)")
     compare.add_argument("--lightgbm", action=argparse.BooleanOptionalAction, default=True,

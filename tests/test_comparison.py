@@ -250,6 +250,14 @@ def test_paper_layout_and_summary():
     assert summary.get_column("change").to_list()[0] == "-50%"
 
 
+def test_network_learning_rate_is_the_settings_unless_given():
+    options = CompareOptions(data_dir="d", out="o")
+    assert (options.network_learning_rate("paper"), options.network_learning_rate("full")) == (
+        0.03, 0.003)
+    assert CompareOptions(data_dir="d", out="o", learning_rate=0.01).network_learning_rate(
+        "full") == 0.01
+
+
 def test_cli_defaults_are_compare_options_defaults():
     args = build_parser().parse_args(["compare", "--data-dir", "d", "--out", "o"])
     options = CompareOptions(data_dir="d", out="o")
