@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -126,10 +127,30 @@ def _train_member(config: TrainConfig, run_dir: Path, seed: int, preprocessor: P
         deterministic=False,
     )
     last = checkpoints / "last.ckpt"
+    resuming = resume and last.is_file()
+    log_file = Path(trainer.logger.log_dir) / "metrics.csv"
+    # Lightning's CSVLogger starts its file afresh: keep what the interrupted run logged.
+    earlier = pl.read_csv(log_file) if resuming and log_file.is_file() else None
     data = TensorDataModule(train_tensors, val_tensors, config.batch_size, seed)
-    trainer.fit(model, datamodule=data,
-                ckpt_path=last if resume and last.is_file() else None, weights_only=True)
+    with warnings.catch_warnings():
+        if earlier is not None:  # "previous log files will be deleted": put back below
+            warnings.filterwarnings("ignore", message="Experiment logs directory")
+        trainer.fit(model, datamodule=data, ckpt_path=last if resuming else None,
+                    weights_only=True)
+    if earlier is not None:
+        _put_back_earlier_epochs(log_file, earlier)
     return trainer
+
+
+def _put_back_earlier_epochs(log_file: Path, earlier: pl.DataFrame) -> None:
+    """Prepend the logged rows of the epochs before the one a resumed run started with (an
+    interrupted epoch was run again, so its old rows go)."""
+    if not log_file.is_file():  # nothing left to train: nothing new logged
+        earlier.write_csv(log_file)
+        return
+    resumed = pl.read_csv(log_file)
+    kept = earlier.filter(pl.col("epoch") < resumed.get_column("epoch").min())
+    pl.concat([kept, resumed], how="diagonal_relaxed").write_csv(log_file)
 
 
 def _checkpoints(directory: Path, has_validation: bool) -> list[ModelCheckpoint]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 import pytest
 import torch
 from pytorch_lightning import Callback
@@ -70,6 +71,9 @@ def test_resume_ends_where_the_uninterrupted_run_ends(data_dir, tmp_path):
     assert _checkpoint(Path(config.out), "last.ckpt")["epoch"] == 1
     resumed = fit(config, resume=True)
 
+    metrics = pl.read_csv(resumed / "metrics.csv")  # the interrupted run's epochs kept
+    per_epoch = metrics.filter(pl.col("val_rmspe").is_not_null()).get_column("epoch")
+    assert per_epoch.to_list() == [0, 1, 2]
     expected, got = _checkpoint(whole, "last.ckpt"), _checkpoint(resumed, "last.ckpt")
     assert got["epoch"] == 2 and got["global_step"] == expected["global_step"]
     for name, weight in expected["state_dict"].items():
