@@ -133,7 +133,7 @@ class CompareOptions:
 
     def network_learning_rate(self, setting: str) -> float:
         """The peak learning rate of the networks in ``setting``."""
-        return self.learning_rate or LEARNING_RATES[setting]
+        return LEARNING_RATES[setting] if self.learning_rate is None else self.learning_rate
 
     def settings(self) -> list[str]:
         """The settings to run, in order."""

@@ -249,8 +249,9 @@ class CheapDropout(nn.Module):
 
     def __init__(self, p: float) -> None:
         super().__init__()
-        if not 0 <= p < 1:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.dropped = round(p * 32768) if 0 <= p < 1 else 32768  # of 32768 equal values
+        if self.dropped == 32768:
+            raise ValueError(f"dropout probability must be in [0, 1 - 2**-16), got {p}")
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -261,9 +262,8 @@ class CheapDropout(nn.Module):
         draws = torch.empty((x.numel() + 1) // 2, dtype=torch.int32, device=x.device).random_()
         # random_() on int32 fills [0, 2**31): the low 15 bits of each 16-bit half are uniform.
         halves = draws.view(torch.int16)[: x.numel()].view(x.shape).bitwise_and_(0x7FFF)
-        dropped = round(self.p * 32768)  # of 32768 equally likely values
-        keep = halves >= dropped
-        return x * keep.to(x.dtype).mul_(32768 / (32768 - dropped))
+        keep = halves >= self.dropped
+        return x * keep.to(x.dtype).mul_(32768 / (32768 - self.dropped))
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

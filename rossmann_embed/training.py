@@ -35,6 +35,15 @@ from rossmann_embed.model import EntityEmbeddingRegressor, rmspe
 Y_RANGE_HEADROOM = 1.2  # log-sales output bounded to [0, 1.2 * log(max sales)], as fastai
 
 
+class ResumableEarlyStopping(EarlyStopping):
+    """EarlyStopping whose decision survives ``--resume``: Lightning restores its counters but
+    not the trainer's ``should_stop``, so a member that had stopped would train another epoch."""
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.stopped_epoch:  # restored from a checkpoint written after it stopped
+            trainer.should_stop = True
+
+
 class EpochTimer(Callback):
     """Logs ``epoch_seconds``: first to last training batch of each epoch (no validation, which
     Lightning runs before ``on_train_epoch_end``)."""
@@ -112,7 +121,8 @@ def _train_member(config: TrainConfig, run_dir: Path, seed: int, preprocessor: P
     has_validation = val_tensors is not None
     callbacks: list[Callback] = [EpochTimer(), *_checkpoints(checkpoints, has_validation)]
     if has_validation:
-        callbacks.append(EarlyStopping(monitor="val_rmspe", mode="min", patience=config.patience))
+        callbacks.append(ResumableEarlyStopping(monitor="val_rmspe", mode="min",
+                                                patience=config.patience))
     callbacks += extra_callbacks
     trainer = Trainer(
         max_epochs=config.epochs,
@@ -137,7 +147,7 @@ def _train_member(config: TrainConfig, run_dir: Path, seed: int, preprocessor: P
             warnings.filterwarnings("ignore", message="Experiment logs directory")
         trainer.fit(model, datamodule=data, ckpt_path=last if resuming else None,
                     weights_only=True)
-    if earlier is not None:
+    if earlier is not None and trainer.is_global_zero:  # the rank that logs
         _put_back_earlier_epochs(log_file, earlier)
     return trainer
 

@@ -254,8 +254,9 @@ def test_network_learning_rate_is_the_settings_unless_given():
     options = CompareOptions(data_dir="d", out="o")
     assert (options.network_learning_rate("paper"), options.network_learning_rate("full")) == (
         0.03, 0.003)
-    assert CompareOptions(data_dir="d", out="o", learning_rate=0.01).network_learning_rate(
-        "full") == 0.01
+    for given in (0.01, 0.0):
+        options = CompareOptions(data_dir="d", out="o", learning_rate=given)
+        assert options.network_learning_rate("full") == given
 
 
 def test_cli_defaults_are_compare_options_defaults():

@@ -117,8 +117,9 @@ def test_cheap_dropout_drops_share_p_and_keeps_the_mean(p):
     assert torch.equal(out[kept], torch.full_like(out[kept], out[kept][0].item()))
     assert not torch.equal(dropout(x), out)  # a fresh mask every call
     assert torch.equal(dropout.eval()(x), x)
-    with pytest.raises(ValueError, match="dropout probability"):
-        CheapDropout(1.0)
+    for bad in (1.0, 0.99999, -0.1):
+        with pytest.raises(ValueError, match="dropout probability"):
+            CheapDropout(bad)
 
 
 def test_rmspe_matches_kaggle_and_ignores_zero_sales():

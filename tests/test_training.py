@@ -58,6 +58,15 @@ def test_last_checkpoint_is_the_last_epoch_even_without_improvement(data_dir, tm
         "global_step"]
 
 
+def test_resuming_a_member_that_stopped_early_trains_nothing(data_dir, tmp_path):
+    config = _config(data_dir, tmp_path / "run", epochs=6, learning_rate=0.0, patience=1)
+    run = fit(config)  # no improvement after epoch 0: stops after epoch 1
+    stopped = _checkpoint(run, "last.ckpt")
+    assert stopped["epoch"] == 1
+    fit(config, resume=True)
+    assert _checkpoint(run, "last.ckpt")["global_step"] == stopped["global_step"]
+
+
 def test_without_validation_best_is_the_last_epoch(data_dir, tmp_path):
     run = fit(_config(data_dir, tmp_path / "run", epochs=2, validation_days=0))
     assert _checkpoint(run, "best.ckpt")["epoch"] == _checkpoint(run, "last.ckpt")["epoch"] == 1
