@@ -125,9 +125,7 @@ class CompareOptions:
     batch_size: int = 512
     learning_rate: float | None = None  # None: the setting's, LEARNING_RATES
     knn_test_rows: int = 10_000  # 0: all test rows
-    # As in `train` (features.hide_future): the test days lie just before the data's end, so
-    # their look-ahead columns are often unknown; only the full setting has such columns.
-    hide_future: float = 0.5
+    hide_future: float = 0.5  # share of training rows, as in `train` (module docstring)
     lightgbm: bool = True  # used when installed
     seed: int = 0
 
