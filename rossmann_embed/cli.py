@@ -48,6 +48,11 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                         help="share of training rows that see the data end within 60 days")
     parser.add_argument("--weather", action=argparse.BooleanOptionalAction, default=d.weather)
     parser.add_argument("--trends", action=argparse.BooleanOptionalAction, default=d.trends)
+    parser.add_argument("--lightgbm-weight", type=_fraction, default=d.lightgbm_weight,
+                        metavar="SHARE", help="share of LightGBM fed with the learned store "
+                        "factors in the log-space forecast (0: the network alone)")
+    parser.add_argument("--store-factors", type=int, default=d.store_factors,
+                        help="principal components of the Store embedding LightGBM gets")
     parser.add_argument("--patience", type=int, default=d.patience)
     parser.add_argument("--accelerator", default=d.accelerator)
     parser.add_argument("--devices", default=d.devices)
@@ -149,6 +154,24 @@ def run_compare(args: argparse.Namespace) -> None:
     print(f"comparison.md, .csv, .png and .json written to {args.out}")
 
 
+@command
+def run_backtest(args: argparse.Namespace) -> None:
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in compare: LightGBM's threads
+    from rossmann_embed.backtest import BacktestOptions, backtest
+
+    network = TrainConfig.load(args.config).to_dict() if args.config else {}
+    for key in ("data_dir", "out", "validation_days", "seeds"):  # the backtest sets these
+        network.pop(key, None)
+    options = BacktestOptions(data_dir=args.data_dir, out=args.out, windows=args.windows,
+                              horizon=args.horizon, seeds=args.seeds, network=network)
+    result = backtest(options)
+    print(f"mean RMSPE over {result['windows_done']} windows: network {result['mean_rmspe']:.4f}"
+          f", LightGBM {result['mean_lightgbm_rmspe']:.4f}, median "
+          f"{result['mean_median_rmspe']:.4f}; backtest.json, .md and .png written to {args.out}")
+
+
 def _print_prediction_notes(report: dict) -> None:
     """Warnings a prediction counted: blank Open taken as open, stores the model never saw."""
     if report.get("open_blank_as_open"):
@@ -208,6 +231,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--allow-unknown-stores", action="store_true",
                           help="score stores the model never saw instead of stopping")
     add_compare_parser(sub)
+    backtest = sub.add_parser(
+        "backtest", help="rolling-origin backtest: the final-model recipe against a full-"
+                         "strength LightGBM and a per-store median, on several windows")
+    backtest.add_argument("--data-dir", required=True, help="folder with Kaggle's Rossmann files")
+    backtest.add_argument("--out", required=True, help="folder for backtest.{json,md,png} and "
+                          "the windows' cuts, runs and predictions (a rerun continues)")
+    backtest.add_argument("--windows", type=_positive, default=3,
+                          help="the last HORIZON days, the HORIZON days before, the same "
+                               "season a year earlier, then further back")
+    backtest.add_argument("--horizon", type=_positive, default=48, metavar="DAYS",
+                          help="days per window (Kaggle's test.csv: 48)")
+    backtest.add_argument("--seeds", type=_positive, default=1,
+                          help="seed ensemble of the network per window")
+    backtest.add_argument("--config", type=Path,
+                          help="JSON or YAML TrainConfig of the network (default: train's)")
     return parser
 
 
@@ -263,6 +301,16 @@ def _fraction(text: str) -> float:
         value = math.nan
     if not 0 <= value <= 1:  # NaN fails too
         raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return value
 
 

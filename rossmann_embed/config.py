@@ -37,6 +37,10 @@ class TrainConfig:
     hide_future: float = 0.5
     weather: bool = True
     trends: bool = True
+    # Share of the boosted half in the log-space forecast: LightGBM fed with the network's
+    # learned store factors (boosting.Boosted); 0 is the network alone.
+    lightgbm_weight: float = 0.5
+    store_factors: int = 8  # principal components of the Store embedding given to LightGBM
     patience: int = 5  # early stopping on val_rmspe, in epochs (one-cycle: late epochs gain most)
     accelerator: str = "auto"
     devices: str = "auto"

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from rossmann_embed.boosting import Boosted
 from rossmann_embed.encoding import Preprocessor
 from rossmann_embed.errors import InputError
 from rossmann_embed.features import build_features
@@ -56,8 +57,13 @@ class _Predicts:
         raise NotImplementedError
 
     def predict_log(self, frame: pl.DataFrame, source: str = "input frame") -> np.ndarray:
-        """Mean of the members' log predictions for each row of ``frame`` (model columns)."""
-        return _mean_log(self.member_logs(frame, source), len(frame))
+        """The forecast in log space for each row of ``frame`` (feature rows)."""
+        raise NotImplementedError
+
+    def part_logs(self, frame: pl.DataFrame, source: str = "input frame") -> Logs:
+        """The forecast's parts in log space: each member, ``network`` (the members' mean)
+        and ``lightgbm`` (the boosted half) where there is one."""
+        raise NotImplementedError
 
     def predict(self, frame: pl.DataFrame) -> pl.DataFrame:
         """``frame`` (model columns) with ``Prediction``: sales, the members' mean in log space."""
@@ -81,6 +87,7 @@ class Run(_Predicts):
     preprocessor: Preprocessor
     feature_options: dict
     labels: list[str] = field(default_factory=list)  # one per member, e.g. "seed-0"
+    boosted: Boosted | None = None  # LightGBM on the store factors, blended in log space
 
     @property
     def known_stores(self) -> set:
@@ -96,6 +103,19 @@ class Run(_Predicts):
             .astype(np.float64)
             for label, m in zip(labels, self.models, strict=True)
         }
+
+    def predict_log(self, frame: pl.DataFrame, source: str = "input frame") -> np.ndarray:
+        """The members' mean log prediction, blended with the boosted half if there is one."""
+        network = _mean_log(self.member_logs(frame, source), len(frame))
+        return self.boosted.blend(network, frame) if self.boosted else network
+
+    def part_logs(self, frame: pl.DataFrame, source: str = "input frame") -> Logs:
+        """Each member's log predictions, ``network`` (their mean) and ``lightgbm``."""
+        logs = self.member_logs(frame, source)
+        parts = {**logs, "network": _mean_log(logs, len(frame))}
+        if self.boosted is not None:
+            parts["lightgbm"] = self.boosted.predict_log(frame)
+        return parts
 
 
 
@@ -137,6 +157,17 @@ class Ensemble(_Predicts):
             logs.update({prefix + k: v for k, v in run.member_logs(frame, source).items()})
         return logs
 
+    def predict_log(self, frame: pl.DataFrame, source: str = "input frame") -> np.ndarray:
+        """The mean of the runs' forecasts in log space."""
+        return np.mean([run.predict_log(frame, source) for run in self.runs], axis=0)
+
+    def part_logs(self, frame: pl.DataFrame, source: str = "input frame") -> Logs:
+        """Every run's parts; with several runs, labels start with the run's place."""
+        if len(self.runs) == 1:
+            return self.runs[0].part_logs(frame, source)
+        return {f"run{i}:{k}": v for i, run in enumerate(self.runs, start=1)
+                for k, v in run.part_logs(frame, source).items()}
+
 
 
 Predictor = Run | Ensemble
@@ -154,8 +185,10 @@ def load_run(path: str | Path) -> Run:
                             "(written by `rossmann-embed train`) or a .ckpt file")
     models = [load_member(p) for _, p in checkpoints]
     stored = models[0].hparams.preprocessing
+    boosted_dir = path / "lightgbm"
+    boosted = Boosted.load(boosted_dir) if (boosted_dir / "blend.json").is_file() else None
     return Run(path, models, Preprocessor.from_dict(stored["preprocessor"]), stored["features"],
-               [label for label, _ in checkpoints])
+               [label for label, _ in checkpoints], boosted)
 
 
 def load_runs(paths: list[str | Path]) -> Ensemble:
@@ -218,15 +251,19 @@ def unseen_categories(predictor: Predictor, rows: pl.DataFrame) -> dict[str, int
 
 def predict_sales(predictor: Predictor, rows: pl.DataFrame, *, members: bool = False,
                   source: str = "input frame") -> pl.DataFrame:
-    """``rows`` (feature rows) with ``Prediction``: 0 where Open is 0, else the mean of the
-    members' log predictions, exponentiated. With ``members``, also ``Prediction[label]``
-    per member. The one prediction path of both submissions and evaluations."""
+    """``rows`` (feature rows) with ``Prediction``: 0 where Open is 0, else the forecast (the
+    members' log-space mean, blended with a boosted half), exponentiated. With ``members``,
+    also ``Prediction[part]`` per part (``part_logs``). The one prediction path of both
+    submissions and evaluations."""
     is_open = rows.get_column("Open") != 0
     open_rows = rows.filter(is_open)
-    logs = predictor.member_logs(open_rows, source) if open_rows.height else {}
-    columns = {"Prediction": _mean_log(logs, open_rows.height)}
-    if members:
-        columns.update({f"Prediction[{label}]": log for label, log in logs.items()})
+    if not open_rows.height:
+        columns = {"Prediction": np.zeros(0)}
+    else:
+        columns = {"Prediction": predictor.predict_log(open_rows, source)}
+    if members and open_rows.height:
+        parts = predictor.part_logs(open_rows, source)
+        columns.update({f"Prediction[{label}]": log for label, log in parts.items()})
     index = np.flatnonzero(is_open.to_numpy())
     out = []
     for name, log in columns.items():
@@ -238,12 +275,14 @@ def predict_sales(predictor: Predictor, rows: pl.DataFrame, *, members: bool = F
 
 def predict_kaggle(predictor: Predictor, data_dir: str | Path,
                    test: str | Path | pl.DataFrame | None = None, *,
-                   allow_unknown_stores: bool = False) -> tuple[pl.DataFrame, dict]:
+                   allow_unknown_stores: bool = False,
+                   members: bool = False) -> tuple[pl.DataFrame, dict]:
     """Predict sales for a file in Kaggle's test layout (default: the data dir's test.csv).
 
     Returns the target's feature rows with ``Prediction`` (one row per Id, in Id order) and a
     report: rows, blank Open values taken as open, stores the model never saw, values of
-    other columns it never saw. History for the features comes from ``data_dir``.
+    other columns it never saw. History for the features comes from ``data_dir``. With
+    ``members``, also the parts of the forecast (``predict_sales``).
     """
     if isinstance(test, pl.DataFrame):
         target, name = test, "test frame"
@@ -261,7 +300,8 @@ def predict_kaggle(predictor: Predictor, data_dir: str | Path,
     report = {"rows": rows.height,
               "open_blank_as_open": table.report["target_open_blank_as_open"], **report,
               "unseen_values": unseen_categories(predictor, rows)}
-    predicted = predict_sales(predictor, rows, source=f"features built from {data_dir}")
+    predicted = predict_sales(predictor, rows, members=members,
+                              source=f"features built from {data_dir}")
     return predicted.sort("Id"), report
 
 

@@ -7,7 +7,11 @@ Run directory layout::
     checkpoints/seed-S/    best.ckpt and last.ckpt of each ensemble member
     logs/seed-S/           Lightning's CSV logs
     metrics.csv            every member's per-epoch metrics, with a seed column
-    validation.json        RMSPE of the ensemble and of each member on the validation days
+    lightgbm/              the boosted half (``lightgbm_weight`` > 0): LightGBM fed with the
+                           first member's store factors (model.txt, settings.json,
+                           store_factors.csv, blend.json)
+    validation.json        RMSPE of the forecast, of the network alone, of the boosted half
+                           and of each member on the validation days
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ from pytorch_lightning import Callback, LightningModule, Trainer, seed_everythin
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
+from rossmann_embed.boosting import Boosted, store_factors
 from rossmann_embed.config import TrainConfig, write_json
 from rossmann_embed.data import TensorDataModule
 from rossmann_embed.encoding import Preprocessor
 from rossmann_embed.features import build_features, hide_future, model_rows, time_split
-from rossmann_embed.inference import load_member, member_checkpoints
+from rossmann_embed.inference import load_member, load_run
 from rossmann_embed.io import read_rossmann
 from rossmann_embed.model import EntityEmbeddingRegressor, rmspe
 
@@ -60,12 +65,11 @@ class EpochTimer(Callback):
 
 def prepare(config: TrainConfig) -> tuple[pl.DataFrame, pl.DataFrame, Preprocessor, dict]:
     """Read, build features, choose the model rows and split: (train, validation, fitted
-    preprocessing, report of row counts)."""
+    preprocessing, report of row counts). ``fit`` hides the training rows' future."""
     data = read_rossmann(config.data_dir, weather=config.weather, trends=config.trends)
     table = build_features(data)
     rows, counts = model_rows(table.frame)
     train, validation = time_split(rows, config.validation_days)
-    train = hide_future(train, config.hide_future, config.seed)
     report = {**table.report, **counts, "rows_fit": train.height,
               "rows_validation": validation.height}
     preprocessor = Preprocessor(table.spec).fit(train)
@@ -81,7 +85,7 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback]
     train, validation, preprocessor, report = prepare(config)
     write_json(run_dir / "data_report.json", report)
     print(", ".join(f"{k}={v:,}" for k, v in report.items()))
-    train_tensors = preprocessor.transform(train)
+    train_tensors = preprocessor.transform(hide_future(train, config.hide_future, config.seed))
     val_tensors = preprocessor.transform(validation) if validation.height else None
     max_log = math.log(train.get_column("Sales").max())
     is_global_zero = True
@@ -91,11 +95,30 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback]
                                 (0.0, Y_RANGE_HEADROOM * max_log), resume, callbacks)
         is_global_zero = trainer.is_global_zero
     if is_global_zero:
+        if config.lightgbm_weight > 0:
+            fit_boosted(config, run_dir, train, preprocessor, resume)
         _merge_metrics(run_dir)
         if validation.height:
-            write_json(run_dir / "validation.json", validation_report(run_dir, validation,
-                                                                     preprocessor))
+            write_json(run_dir / "validation.json", validation_report(run_dir, validation))
     return run_dir
+
+
+def fit_boosted(config: TrainConfig, run_dir: Path, train: pl.DataFrame,
+                preprocessor: Preprocessor, resume: bool = False) -> None:
+    """The boosted half: LightGBM on the network's training rows plus the first member's
+    store factors, saved into ``run_dir / "lightgbm"`` (kept on ``resume`` when complete)."""
+    directory = run_dir / "lightgbm"
+    if resume and Boosted.saved_matches(directory, config.lightgbm_weight, config.store_factors,
+                                        config.hide_future):
+        return
+    member = load_member(run_dir / "checkpoints" / f"seed-{config.seed}" / "best.ckpt")
+    weights = member.embeddings["Store"].weight.detach().cpu().numpy()
+    factors = store_factors(preprocessor.vocabularies["Store"], weights, config.store_factors)
+    start = time.perf_counter()
+    Boosted.fit(train, factors, config.lightgbm_weight, config.hide_future,
+                config.store_factors).save(directory)
+    print(f"boosted half: LightGBM with {factors.width - 1} store factors in "
+          f"{time.perf_counter() - start:.0f} s -> {directory}")
 
 
 def _train_member(config: TrainConfig, run_dir: Path, seed: int, preprocessor: Preprocessor,
@@ -179,25 +202,29 @@ def _checkpoints(directory: Path, has_validation: bool) -> list[ModelCheckpoint]
     return [best, last]
 
 
-def validation_report(run_dir: Path, validation: pl.DataFrame,
-                      preprocessor: Preprocessor) -> dict:
-    """RMSPE on the validation rows: each member's best checkpoint, and their log-space mean."""
-    tensors = preprocessor.transform(validation)
+def validation_report(run_dir: Path, validation: pl.DataFrame) -> dict:
+    """RMSPE on the validation rows: the run's forecast (members' log-space mean, blended with
+    the boosted half if there is one), the network alone, the boosted half, each member."""
+    run = load_run(run_dir)
     sales = validation.get_column("Sales").to_numpy()
-    members, logs = [], []
-    for seed, path in member_checkpoints(run_dir):
-        log_pred = load_member(path).predict_log(tensors.categorical, tensors.continuous).numpy()
-        logs.append(log_pred)
-        members.append({"seed": seed, "rmspe": rmspe(sales, np.exp(log_pred))})
+    logs = run.member_logs(validation)
+    members = [{"seed": int(label.removeprefix("seed-")), "rmspe": rmspe(sales, np.exp(log))}
+               for label, log in logs.items()]
+    network = np.mean(list(logs.values()), axis=0)
     dates = validation.get_column("Date")
-    return {
-        "rmspe": rmspe(sales, np.exp(np.mean(logs, axis=0))),
+    report = {
+        "rmspe": rmspe(sales, np.exp(run.predict_log(validation))),
+        "network_rmspe": rmspe(sales, np.exp(network)),
         "rows": validation.height,
         "date_from": dates.min(),
         "date_to": dates.max(),
         "members": members,
         "mean_member_rmspe": float(np.mean([m["rmspe"] for m in members])),
     }
+    if run.boosted is not None:
+        report["lightgbm_rmspe"] = rmspe(sales, np.exp(run.boosted.predict_log(validation)))
+        report["lightgbm_weight"] = run.boosted.weight
+    return report
 
 
 def _merge_metrics(run_dir: Path) -> None:

@@ -1,0 +1,279 @@
+"""LightGBM on Rossmann rows: the full-strength baseline, and the product's boosted half.
+
+``lightgbm_features`` is the feature preparation that suits trees, the way Kaggle's Rossmann
+competitors ran gradient boosting: calendar parts as numbers, the raw competition distance,
+uncapped months of competition and weeks of Promo2, codes for the few string columns,
+``Store`` as a LightGBM categorical, and days since / until state holidays, school holidays
+and promos clipped at 30 / 14 days. The short "until" clip keeps the end of a forecast
+period, where the next event lies beyond the data, from looking different from its start.
+It is computed row by row from ``features.build_features``' columns, so any feature rows
+(training, validation, a test file) get it the same way.
+
+``LightGBMForecaster`` learns log1p(Sales). Its number of rounds is picked by early stopping
+on RMSPE over the last ``inner_days`` days of its rows, then it is refit on all of them with
+that number. With no ``extra`` columns it is the baseline every accuracy claim is measured
+against (``backtest``, ``scripts/benchmark.py``); with the network's learned store factors as
+``extra`` columns it is the boosted half of the product's forecaster (``training.fit``).
+A fitted forecaster saves as LightGBM's own text model plus JSON: no pickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from rossmann_embed.config import write_json
+from rossmann_embed.geography import german_states
+from rossmann_embed.io import PROMO_INTERVALS, SCHEMAS, STATE_HOLIDAYS
+from rossmann_embed.model import rmspe
+
+SINCE_CAP_DAYS = 30
+UNTIL_CAP_DAYS = 14
+EVENTS = ["StateHoliday", "SchoolHoliday", "Promo"]
+LIGHTGBM_FEATURES = [
+    "Store", "DayOfWeek", "Day", "Month", "Year", "WeekOfYear", "DayOfYear", "Promo",
+    "StateHoliday", "SchoolHoliday", "StoreType", "Assortment", "CompetitionDistance",
+    "CompetitionMonths", "CompetitionOpen", "Promo2", "Promo2Active", "Promo2WeeksSince",
+    "PromoInterval", "State",
+    *[f"Days{side}{event}" for event in EVENTS for side in ("Since", "Until")],
+]
+# Public Rossmann practice; the number of rounds comes from early stopping.
+LIGHTGBM_PARAMS = {
+    "objective": "regression",
+    "learning_rate": 0.05,
+    "num_leaves": 127,
+    "min_data_in_leaf": 50,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.9,
+    "bagging_freq": 1,
+    "verbose": -1,
+    "seed": 0,
+}
+
+
+def lightgbm_features(rows: pl.DataFrame) -> pl.DataFrame:
+    """``LIGHTGBM_FEATURES``, all numeric, for feature rows of ``features.build_features``
+    (one output row per input row, in order)."""
+    codes = {
+        "StateHoliday": STATE_HOLIDAYS,
+        "StoreType": list(SCHEMAS["store.csv"]["StoreType"].allowed),
+        "Assortment": list(SCHEMAS["store.csv"]["Assortment"].allowed),
+        "PromoInterval": ["none", *PROMO_INTERVALS],
+        "State": german_states().get_column("code").to_list(),
+    }
+    opened = pl.col("CompetitionOpenSinceYear") > 0  # build_features writes -1 for unknown
+    months = (pl.col("Year") - pl.col("CompetitionOpenSinceYear")) * 12 + (
+        pl.col("Month") - pl.col("CompetitionOpenSinceMonth"))
+    promo2_weeks = (pl.col("Year") - pl.col("Promo2SinceYear")) * 52 + (
+        pl.col("WeekOfYear") - pl.col("Promo2SinceWeek"))
+    # build_features' distances are capped at 60 and unknown (null) where the data ends
+    # before the next event. "Since" unknown (a store's first days) is "long ago"; "until"
+    # unknown stays missing, which LightGBM learns from rows whose data end is hidden.
+    distances = {
+        **{f"DaysSince{e}": pl.col(f"DaysSince{e}").clip(0, SINCE_CAP_DAYS)
+           .fill_null(SINCE_CAP_DAYS) for e in EVENTS},
+        **{f"DaysUntil{e}": pl.col(f"DaysUntil{e}").clip(0, UNTIL_CAP_DAYS) for e in EVENTS},
+    }
+    return rows.select(
+        *[pl.col(c).replace_strict(values, list(range(len(values))), default=None)
+          for c, values in codes.items()],
+        *[c for c in ("Store", "DayOfWeek", "Day", "Month", "Year", "WeekOfYear", "DayOfYear",
+                      "Promo", "SchoolHoliday", "CompetitionDistance", "Promo2",
+                      "Promo2Active")],
+        CompetitionMonths=pl.when(opened).then(months),
+        CompetitionOpen=pl.when(opened).then(months >= 0).cast(pl.Int8),
+        Promo2WeeksSince=pl.when(pl.col("Promo2") == 1).then(promo2_weeks),
+        **distances,
+    ).select(LIGHTGBM_FEATURES)
+
+
+@dataclass
+class LightGBMForecaster:
+    """LightGBM of log1p(Sales) on ``lightgbm_features`` plus optional ``extra`` numeric
+    columns; rounds by early stopping on the last ``inner_days`` days, then a refit on all.
+
+    ``fit`` takes model rows (open days with Sales > 0) of ``features.build_features``;
+    ``predict`` returns sales for any feature rows.
+    """
+
+    params: dict = field(default_factory=lambda: dict(LIGHTGBM_PARAMS))
+    inner_days: int = 48
+    # Share of rows whose look-ahead features are cut as at the end of a forecast period
+    # (features.hide_future): the last days of every window to predict have an unknown
+    # "days until"; without it those days were predicted 8% too high (shared data).
+    hide_future: float = 0.5
+    max_rounds: int = 5000
+    patience: int = 100
+    threads: int = 0  # 0: every core
+    extra: list[str] = field(default_factory=list)
+    rounds_: int | None = None
+    inner_rmspe_: float | None = None
+    seconds_: float | None = None
+
+    def fit(self, rows: pl.DataFrame) -> LightGBMForecaster:
+        """Early stopping on the last ``inner_days`` days of ``rows``, then refit on all."""
+        import lightgbm as lgb
+
+        from rossmann_embed.features import hide_future
+
+        start = time.perf_counter()
+        rows = hide_future(rows, self.hide_future, int(self.params.get("seed", 0)))
+        last = rows.get_column("Date").max()
+        inner = pl.col("Date") > pl.lit(last) - pl.duration(days=self.inner_days)
+        history: dict = {}
+        booster = lgb.train(
+            self._params(), self._dataset(rows.filter(~inner)), num_boost_round=self.max_rounds,
+            valid_sets=[self._dataset(rows.filter(inner))], feval=_rmspe_of_log1p,
+            callbacks=[lgb.early_stopping(self.patience, verbose=False),
+                       lgb.record_evaluation(history)],
+        )
+        self.rounds_ = booster.best_iteration or booster.current_iteration()
+        self.inner_rmspe_ = float(history["valid_0"]["rmspe"][self.rounds_ - 1])
+        self.booster_ = lgb.train(self._params(), self._dataset(rows),
+                                  num_boost_round=self.rounds_)
+        self.seconds_ = time.perf_counter() - start
+        return self
+
+    def predict_log(self, rows: pl.DataFrame) -> np.ndarray:
+        """log(Sales) of ``rows`` (the same space as the network's predictions)."""
+        return np.log(np.maximum(self.predict(rows), 1.0))  # sales below 1 are 1
+
+    def predict(self, rows: pl.DataFrame) -> np.ndarray:
+        """Sales of ``rows``."""
+        return np.expm1(self.booster_.predict(self._matrix(rows)))
+
+    def save(self, directory: Path) -> None:
+        """``model.txt`` (LightGBM's text format) and ``settings.json``, each atomically."""
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / ".model.txt.tmp"
+        self.booster_.save_model(tmp)
+        tmp.replace(directory / "model.txt")
+        write_json(directory / "settings.json", {
+            "params": self.params, "inner_days": self.inner_days,
+            "hide_future": self.hide_future, "extra": self.extra,
+            "rounds": self.rounds_, "inner_rmspe": self.inner_rmspe_, "seconds": self.seconds_,
+        })
+
+    @classmethod
+    def load(cls, directory: Path) -> LightGBMForecaster:
+        """A forecaster saved by ``save`` (LightGBM parses its text model: no pickles)."""
+        import lightgbm as lgb
+
+        settings = json.loads((directory / "settings.json").read_text())
+        forecaster = cls(params=settings["params"], inner_days=settings["inner_days"],
+                         hide_future=settings["hide_future"], extra=settings["extra"],
+                         rounds_=settings["rounds"], inner_rmspe_=settings["inner_rmspe"],
+                         seconds_=settings["seconds"])
+        forecaster.booster_ = lgb.Booster(model_file=str(directory / "model.txt"))
+        return forecaster
+
+    @property
+    def features(self) -> list[str]:
+        return [*LIGHTGBM_FEATURES, *self.extra]
+
+    def _params(self) -> dict:
+        threads = self.threads or os.cpu_count() or 2
+        return {**self.params, "num_threads": threads, "metric": "None"}
+
+    def _matrix(self, rows: pl.DataFrame) -> np.ndarray:
+        extra = rows.select(self.extra) if self.extra else None
+        frame = lightgbm_features(rows)
+        if extra is not None:
+            frame = frame.hstack(extra)
+        return frame.cast(pl.Float64).to_numpy()
+
+    def _dataset(self, rows: pl.DataFrame):
+        import lightgbm as lgb
+
+        return lgb.Dataset(self._matrix(rows), np.log1p(rows.get_column("Sales").to_numpy()),
+                           feature_name=self.features, categorical_feature=["Store"],
+                           free_raw_data=True)
+
+
+def _rmspe_of_log1p(predicted: np.ndarray, data) -> tuple[str, float, bool]:
+    return "rmspe", rmspe(np.expm1(data.get_label()), np.expm1(predicted)), False
+
+
+# --- the boosted half of the product's forecaster ----------------------------------------------
+
+FACTOR_PREFIX = "StoreFactor"
+
+
+def store_factors(stores: list, weights: np.ndarray, k: int) -> pl.DataFrame:
+    """Store, StoreFactor0 .. k-1: the first ``k`` principal components of the network's Store
+    embedding (``weights`` row i + 1 is ``stores[i]``; row 0, the unknown store, is left out).
+
+    Few columns, not the whole vector: LightGBM's time grows with its columns, and the
+    leading components carry what the network learned to tell stores apart.
+    """
+    known = np.asarray(weights[1:], dtype=np.float64)
+    centred = known - known.mean(axis=0)
+    k = min(k, *centred.shape)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    factors = centred @ components[:k].T
+    return pl.DataFrame({"Store": stores}).with_columns(
+        pl.Series(f"{FACTOR_PREFIX}{i}", factors[:, i]) for i in range(k))
+
+
+@dataclass
+class Boosted:
+    """LightGBM fed with the network's learned store factors, blended with the network: the
+    forecast is ``(1 - weight) * network + weight * lightgbm`` in log space."""
+
+    forecaster: LightGBMForecaster
+    factors: pl.DataFrame  # Store, StoreFactor0 ..
+    weight: float
+    factors_requested: int = 8  # may exceed the columns of a narrow Store embedding
+
+    @classmethod
+    def fit(cls, rows: pl.DataFrame, factors: pl.DataFrame, weight: float,
+            hide_future: float = 0.5, factors_requested: int = 8) -> Boosted:
+        """Fit on model rows (the network's training rows before it hides their future)."""
+        extra = [c for c in factors.columns if c != "Store"]
+        forecaster = LightGBMForecaster(extra=extra, hide_future=hide_future)
+        forecaster.fit(_with_factors(rows, factors))
+        return cls(forecaster, factors, weight, factors_requested)
+
+    def predict_log(self, rows: pl.DataFrame) -> np.ndarray:
+        """log(Sales) of any feature rows; a store without factors gets missing ones."""
+        return self.forecaster.predict_log(_with_factors(rows, self.factors))
+
+    def blend(self, network_log: np.ndarray, rows: pl.DataFrame) -> np.ndarray:
+        return (1 - self.weight) * network_log + self.weight * self.predict_log(rows)
+
+    def save(self, directory: Path) -> None:
+        self.forecaster.save(directory)
+        tmp = directory / ".store_factors.csv.tmp"
+        self.factors.write_csv(tmp)
+        tmp.replace(directory / "store_factors.csv")
+        write_json(directory / "blend.json", {
+            "weight": self.weight, "store_factors": self.factors_requested,
+            "hide_future": self.forecaster.hide_future})
+
+    @staticmethod
+    def saved_matches(directory: Path, weight: float, factors: int, hide_future: float) -> bool:
+        """Whether ``directory`` holds a complete boosted half made with these settings."""
+        if not (directory / "blend.json").is_file():
+            return False
+        settings = json.loads((directory / "settings.json").read_text())
+        blend = json.loads((directory / "blend.json").read_text())
+        return (settings["params"] == LIGHTGBM_PARAMS and blend == {
+            "weight": weight, "store_factors": factors, "hide_future": hide_future})
+
+    @classmethod
+    def load(cls, directory: Path) -> Boosted:
+        blend = json.loads((directory / "blend.json").read_text())
+        factors = pl.read_csv(directory / "store_factors.csv")
+        return cls(LightGBMForecaster.load(directory), factors, blend["weight"],
+                   blend["store_factors"])
+
+
+def _with_factors(rows: pl.DataFrame, factors: pl.DataFrame) -> pl.DataFrame:
+    return rows.join(factors.with_columns(pl.col("Store").cast(rows.schema["Store"])),
+                     on="Store", how="left", maintain_order="left")
