@@ -164,7 +164,8 @@ def predict_lightgbm(history: pl.DataFrame, rows: pl.DataFrame) -> tuple[pl.Data
     from rossmann_embed.boosting import LightGBMForecaster
 
     forecaster = LightGBMForecaster().fit(history)
-    info = {"rounds": forecaster.rounds_, "inner_rmspe": forecaster.inner_rmspe_}
+    info = {"rounds": forecaster.rounds_,
+            f"inner_{forecaster.stop_metric}": forecaster.inner_score_}
     return _closed_zero(rows, forecaster.predict(rows)), info
 
 
@@ -229,6 +230,10 @@ def summary(windows: list[dict], options: BacktestOptions, seconds: float) -> di
         "horizon": options.horizon,
         "network_config": options.network,
         "seconds": round(seconds, 1),
+        # Seconds of each model over every window, as measured when it ran (a resumed
+        # backtest's ``seconds`` counts only its own session).
+        "timings": {f"{m}_seconds": round(sum(w["seconds"].get(m, 0.0) for w in windows), 1)
+                    for m in MODELS},
     }
 
 
@@ -358,6 +363,7 @@ def _record_scores(result: dict, model: str, actual: pl.DataFrame,
     if model != "network":
         return
     # The forecast's parts: the network alone, the boosted half, each seed.
+    result.pop("boosted_rmspe", None)  # from an earlier recipe that had one
     parts = {c.removeprefix("Prediction[").removesuffix("]"): score(actual, predicted, c)
              for c in predicted.columns if c.startswith("Prediction[")}
     result["network_rmspe"] = parts.pop("network")

@@ -66,8 +66,15 @@ def test_seed_ensemble_is_one_run_averaged_in_log_space(trained: tuple[Path, Pat
     rows = predict_kaggle(run, data_dir)[0].drop("Prediction").filter(pl.col("Open") == 1)
     logs = run.member_logs(rows)
     assert not np.allclose(logs["seed-0"], logs["seed-1"])  # different seeds, different models
-    np.testing.assert_allclose(run.predict_log(rows), (logs["seed-0"] + logs["seed-1"]) / 2)
-    single = load_run(run_dir / "checkpoints" / "seed-0" / "best.ckpt")
+    network = (logs["seed-0"] + logs["seed-1"]) / 2
+    parts = run.part_logs(rows)
+    np.testing.assert_allclose(parts["network"], network)
+    # The forecast: the network's log-space mean blended with the boosted half.
+    weight = run.boosted.weight
+    assert weight == TrainConfig(data_dir="", out="").lightgbm_weight
+    np.testing.assert_allclose(run.predict_log(rows),
+                               (1 - weight) * network + weight * parts["lightgbm"])
+    single = load_run(run_dir / "checkpoints" / "seed-0" / "best.ckpt")  # a checkpoint alone
     np.testing.assert_allclose(single.predict_log(rows), logs["seed-0"])
 
 

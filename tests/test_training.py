@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import polars as pl
@@ -41,7 +43,7 @@ def _config(data_dir: Path, out: Path, **kwargs) -> TrainConfig:
     # No dropout: without random numbers in training steps, a resumed run must end
     # exactly where the uninterrupted one does.
     defaults = {"epochs": 3, "hidden_sizes": [32, 16], "batch_size": 256,
-                "embedding_dropout": 0.0}
+                "embedding_dropout": 0.0, "lightgbm_weight": 0.0}
     return TrainConfig(data_dir=str(data_dir), out=str(out), **{**defaults, **kwargs})
 
 
@@ -87,3 +89,18 @@ def test_resume_ends_where_the_uninterrupted_run_ends(data_dir, tmp_path):
     assert got["epoch"] == 2 and got["global_step"] == expected["global_step"]
     for name, weight in expected["state_dict"].items():
         torch.testing.assert_close(got["state_dict"][name], weight, msg=name)
+
+
+def test_the_boosted_half_is_kept_on_resume_and_refit_when_its_settings_change(data_dir,
+                                                                               tmp_path):
+    config = _config(data_dir, tmp_path / "run", epochs=1, lightgbm_weight=0.5)
+    run = fit(config)
+    model = run / "lightgbm" / "model.txt"
+    report = json.loads((run / "validation.json").read_text())
+    assert report["lightgbm_weight"] == 0.5
+    assert {"rmspe", "network_rmspe", "lightgbm_rmspe"} <= set(report)
+    written = model.stat().st_mtime_ns
+    fit(config, resume=True)
+    assert model.stat().st_mtime_ns == written  # complete and the same settings: kept
+    reweighted = fit(dataclasses.replace(config, lightgbm_weight=0.25), resume=True)
+    assert json.loads((reweighted / "lightgbm" / "blend.json").read_text())["weight"] == 0.25
