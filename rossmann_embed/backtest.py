@@ -242,36 +242,41 @@ def _mean(values: list[float]) -> float | None:
 
 
 def markdown(result: dict) -> str:
-    """The backtest table: one row per window, then the means."""
+    """The backtest table: one row per window, then the means. "forecast" is the product's
+    (``rmspe``); "network" and "boosted" are its two halves alone."""
+    columns = [("forecast", "rmspe"), ("network", "network_rmspe"),
+               ("boosted", "boosted_rmspe"), ("LightGBM", "lightgbm_rmspe"),
+               ("median", "median_rmspe")]
+
     def cell(value: float | None) -> str:
         return f"{value:.4f}" if value is not None else "-"
 
-    lines = ["| window | from | to | rows | network | LightGBM | median | minutes |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| window | from | to | rows | " + " | ".join(c for c, _ in columns)
+             + " | minutes |", "|---" * (len(columns) + 5) + "|"]
     for w in result["windows"]:
         minutes = sum(w.get("seconds", {}).values()) / 60
         lines.append(f"| {w['name']} | {w['from']} | {w['to']} | {w['rows']:,} | "
-                     f"{cell(w.get('rmspe'))} | {cell(w.get('lightgbm_rmspe'))} | "
-                     f"{cell(w.get('median_rmspe'))} | {minutes:.1f} |")
-    lines.append(f"| **mean** | | | | **{cell(result['mean_rmspe'])}** | "
-                 f"**{cell(result['mean_lightgbm_rmspe'])}** | "
-                 f"**{cell(result['mean_median_rmspe'])}** | {result['seconds'] / 60:.1f} |")
+                     + " | ".join(cell(w.get(k)) for _, k in columns) + f" | {minutes:.1f} |")
+    means = [cell(result.get(f"mean_{k}")) for _, k in columns]
+    lines.append("| **mean** | | | | " + " | ".join(f"**{m}**" for m in means)
+                 + f" | {result['seconds'] / 60:.1f} |")
     return "\n".join(lines) + "\n"
 
 
 def plot_daily(daily: dict[str, pl.DataFrame], path: Path) -> Path:
-    """One panel per window: the daily RMSPE of the network and of LightGBM."""
+    """One panel per window: the daily RMSPE of the forecast and of the LightGBM baseline."""
     fig = Figure(figsize=(5.5 * max(1, len(daily)), 4.2), dpi=110)
     FigureCanvasAgg(fig)
     with sns.axes_style("whitegrid"):
         axes = fig.subplots(1, max(1, len(daily)), squeeze=False)[0]
         for ax, (name, frame) in zip(axes, daily.items(), strict=False):
             shown = frame.filter(pl.col("model").is_in(["network", "lightgbm"]))
-            for model, color in (("network", "#d62728"), ("lightgbm", "#1f77b4")):
+            for model, label, color in (("network", "forecast", "#d62728"),
+                                        ("lightgbm", "LightGBM baseline", "#1f77b4")):
                 part = shown.filter(pl.col("model") == model)
                 if part.height:
                     sns.lineplot(x=part.get_column("Date").to_numpy(),
-                                 y=part.get_column("rmspe").to_numpy(), ax=ax, label=model,
+                                 y=part.get_column("rmspe").to_numpy(), ax=ax, label=label,
                                  color=color, marker="o", markersize=3)
             ax.set_title(name, fontweight="bold")
             ax.set_xlabel("date")
@@ -338,8 +343,11 @@ def _window_result(where: Path, window: Window, actual: pl.DataFrame) -> dict:
 def _settings(model: str, options: BacktestOptions) -> dict:
     from rossmann_embed.boosting import LIGHTGBM_PARAMS
 
-    if model == "network":  # its boosted half is LightGBM too
-        return {"seeds": options.seeds, **options.network, "lightgbm": LIGHTGBM_PARAMS}
+    if model == "network":  # the resolved recipe (defaults included); its boosted half too
+        recipe = network_config(options, Path(), Path()).to_dict()
+        for path in ("data_dir", "out"):
+            recipe.pop(path)
+        return {**recipe, "lightgbm": LIGHTGBM_PARAMS}
     return {"params": LIGHTGBM_PARAMS} if model == "lightgbm" else {}
 
 

@@ -1,6 +1,7 @@
 """Measure speed and accuracy on a Rossmann folder; write one JSON file.
 
-    python scripts/benchmark.py --data-dir ../shared/data/rossmann --out bench.json [--only data]
+    python scripts/benchmark.py --data-dir ../shared/data/rossmann --out bench.json \
+        [--only data|train|lightgbm]
 
 Stages (each adds keys to the same JSON; keys of stages not run are kept from the file):
   data   rows_train, rows_test, rows_model, features_seconds (read + validate + features)
@@ -9,6 +10,7 @@ Stages (each adds keys to the same JSON; keys of stages not run are kept from th
          train_seconds (default configuration, last 48 days as validation), and the baseline
          of the same run on the same split: LightGBM at full strength (boosting.py), with
          lightgbm_val_rmspe, lightgbm_seconds, lightgbm_rounds (picked by early stopping)
+  lightgbm  that baseline alone, on the same split (a part of the train stage)
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    parser.add_argument("--only", choices=["data", "train"], help="run one stage")
+    parser.add_argument("--only", choices=["data", "train", "lightgbm"], help="run one stage")
     parser.add_argument("--run-dir", type=Path, help="where the train stage writes its run")
     args = parser.parse_args()
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
@@ -146,6 +148,12 @@ def main() -> None:
                    "torch_threads": torch.get_num_threads()})
     if args.only in (None, "data"):
         result.update(bench_data(args.data_dir))
+        write_json(args.out, result)
+    if args.only == "lightgbm":
+        from rossmann_embed.training import prepare
+
+        train, val, _, _ = prepare(TrainConfig(data_dir=args.data_dir, out=""))
+        result.update(bench_lightgbm(train, val))
         write_json(args.out, result)
     if args.only in (None, "train"):
         run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="rossmann-bench-"))
