@@ -167,7 +167,7 @@ def run_backtest(args: argparse.Namespace) -> None:
     options = BacktestOptions(data_dir=args.data_dir, out=args.out, windows=args.windows,
                               horizon=args.horizon, seeds=args.seeds, network=network)
     result = backtest(options)
-    print(f"mean RMSPE over {result['windows_done']} windows: network {result['mean_rmspe']:.4f}"
+    print(f"mean RMSPE over {result['windows_done']} windows: forecast {result['mean_rmspe']:.4f}"
           f", LightGBM {result['mean_lightgbm_rmspe']:.4f}, median "
           f"{result['mean_median_rmspe']:.4f}; backtest.json, .md and .png written to {args.out}")
 

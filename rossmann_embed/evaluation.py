@@ -105,7 +105,9 @@ def evaluate(predictor: Predictor, data_dir: str | Path, date_from: dt.date, dat
     sales = rows.get_column("Sales").to_numpy()
     tables = rmspe_tables(rows)
     worst = tables["by_store"].drop_nulls("rmspe").sort("rmspe", descending=True)
-    members = [c for c in rows.columns if c.startswith("Prediction[")]
+    labelled = [c for c in rows.columns if c.startswith("Prediction[")]
+    parts = [c for c in labelled if _label(c).rsplit(":", 1)[-1] in HALVES]
+    members = [c for c in labelled if c not in parts]
     result = {
         "rmspe": rmspe(sales, rows.get_column("Prediction").to_numpy()),
         "date_from": str(date_from),
@@ -113,8 +115,10 @@ def evaluate(predictor: Predictor, data_dir: str | Path, date_from: dt.date, dat
         "runs": [str(run.path) for run in getattr(predictor, "runs", [predictor])],
         **report,
         "rows_scored": int((sales != 0).sum()),
-        "members": [{"member": c.removeprefix("Prediction[").removesuffix("]"),
-                     "rmspe": rmspe(sales, rows.get_column(c).to_numpy())} for c in members],
+        "members": [{"member": _label(c), "rmspe": rmspe(sales, rows.get_column(c).to_numpy())}
+                    for c in members],
+        # The forecast's halves alone: the network (members' mean) and the boosted half.
+        "parts": {_label(c): rmspe(sales, rows.get_column(c).to_numpy()) for c in parts},
         **{name: _records(tables[name]) for name in GROUPS},
         "worst_stores": _records(worst.head(WORST_STORES)),
     }
@@ -129,6 +133,7 @@ def format_tables(result: dict) -> str:
     """The printed summary: overall RMSPE, then one table per grouping and the worst stores."""
     lines = [f"RMSPE {result['rmspe']:.5f} over {result['rows_scored']:,} scored rows "
              f"({result['rows']:,} labelled) from {result['date_from']} to {result['date_to']}"]
+    lines += [f"  {label} alone: {value:.5f}" for label, value in result["parts"].items()]
     lines += [f"  member {m['member']}: {m['rmspe']:.5f}" for m in result["members"]
               if len(result["members"]) > 1]
     with pl.Config(tbl_rows=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
@@ -180,6 +185,13 @@ def plot_store_rmspe(by_store: pl.DataFrame, path: Path, overall: float, period:
                 transform=ax.transAxes, va="top",
                 ha="left", family="monospace", fontsize="small")
         return _save(fig, path)
+
+
+HALVES = ("network", "lightgbm")  # inference.Run.part_logs' labels that are not members
+
+
+def _label(column: str) -> str:
+    return column.removeprefix("Prediction[").removesuffix("]")
 
 
 def _records(table: pl.DataFrame) -> list[dict]:

@@ -83,7 +83,8 @@ def test_evaluate_writes_json_tables_and_figures(trained: tuple[Path, Path],
     assert stored["rows"] == train.height  # every labelled row, closed days included
     assert stored["rows_scored"] == train.filter(pl.col("Sales") != 0).height
     assert [m["member"] for m in stored["members"]] == ["seed-0"]
-    assert stored["members"][0]["rmspe"] == pytest.approx(stored["rmspe"])
+    assert set(stored["parts"]) == {"network", "lightgbm"}  # the forecast's halves alone
+    assert stored["members"][0]["rmspe"] == pytest.approx(stored["parts"]["network"])
     assert sum(r["rows"] for r in stored["by_store_type"]) == train.height
     assert sum(r["rows"] for r in stored["by_state"]) == train.height
     weeks = [r["WeekStart"] for r in stored["by_week"]]
