@@ -125,3 +125,29 @@ def test_backtest_command_checks_its_options(capsys: pytest.CaptureFixture) -> N
         assert exit_info.value.code == 2
         assert f"argument {option}: expected a whole number of at least 1, got '0'" in (
             capsys.readouterr().err)
+
+
+def test_real_data_cut_of_the_season_window(real_data: Path, tmp_path: Path) -> None:
+    from rossmann_embed.backtest import baseline_rows
+    from rossmann_embed.boosting import LIGHTGBM_FEATURES, lightgbm_features
+
+    train = read_table(real_data / "train.csv", "train.csv")
+    season = default_windows(train.get_column("Date").max())[2]
+    actual = cut_data(real_data, train, season, tmp_path / "cut")
+    assert actual.height == train.filter(pl.col("Date").is_between(season.first,
+                                                                    season.last)).height
+    history, rows = baseline_rows(tmp_path / "cut")
+    assert history.get_column("Date").max() < season.first <= rows.get_column("Date").min()
+    assert rows.height == actual.height
+    features = lightgbm_features(rows)
+    assert features.columns == LIGHTGBM_FEATURES
+    # Known for every row but "days until", which is unknown only at the window's end.
+    known = features.drop(["CompetitionMonths", "CompetitionOpen", "Promo2WeeksSince",
+                           "CompetitionDistance", "DaysUntilStateHoliday",
+                           "DaysUntilSchoolHoliday", "DaysUntilPromo"])
+    assert known.null_count().sum_horizontal().item() == 0
+    until = features.select(pl.col("^DaysUntil.*$").is_null()).to_numpy().any(axis=1)
+    unknown_until = rows.filter(pl.Series(until))
+    assert unknown_until.height > 0  # no state holiday after the window's last days
+    # Unknown only where build_features' 60-day look-ahead runs past the data's end.
+    assert unknown_until.get_column("Date").min() > season.last - dt.timedelta(days=60)
