@@ -51,7 +51,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lightgbm-weight", type=_fraction, default=d.lightgbm_weight,
                         metavar="SHARE", help="share of LightGBM fed with the learned store "
                         "factors in the log-space forecast (0: the network alone)")
-    parser.add_argument("--store-factors", type=int, default=d.store_factors,
+    parser.add_argument("--store-factors", type=_positive, default=d.store_factors,
                         help="principal components of the Store embedding LightGBM gets")
     parser.add_argument("--patience", type=int, default=d.patience)
     parser.add_argument("--accelerator", default=d.accelerator)
