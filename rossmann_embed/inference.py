@@ -66,7 +66,7 @@ class _Predicts:
         raise NotImplementedError
 
     def predict(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """``frame`` (model columns) with ``Prediction``: sales, the members' mean in log space."""
+        """``frame`` (feature rows) with ``Prediction``: sales, the forecast (``predict_log``)."""
         return frame.with_columns(Prediction=pl.Series(np.exp(self.predict_log(frame))))
 
     def predict_kaggle(self, data_dir: str | Path,

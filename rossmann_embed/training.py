@@ -17,6 +17,7 @@ Run directory layout::
 from __future__ import annotations
 
 import math
+import shutil
 import time
 import warnings
 from collections.abc import Sequence
@@ -97,6 +98,8 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback]
     if is_global_zero:
         if config.lightgbm_weight > 0:
             fit_boosted(config, run_dir, train, preprocessor, resume)
+        else:  # the network alone: a boosted half of an earlier recipe must not be loaded
+            shutil.rmtree(run_dir / "lightgbm", ignore_errors=True)
         _merge_metrics(run_dir)
         if validation.height:
             write_json(run_dir / "validation.json", validation_report(run_dir, validation))

@@ -104,3 +104,5 @@ def test_the_boosted_half_is_kept_on_resume_and_refit_when_its_settings_change(d
     assert model.stat().st_mtime_ns == written  # complete and the same settings: kept
     reweighted = fit(dataclasses.replace(config, lightgbm_weight=0.25), resume=True)
     assert json.loads((reweighted / "lightgbm" / "blend.json").read_text())["weight"] == 0.25
+    alone = fit(dataclasses.replace(config, lightgbm_weight=0.0), resume=True)
+    assert not (alone / "lightgbm").exists()  # the network alone: no stale boosted half
