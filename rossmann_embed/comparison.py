@@ -80,7 +80,7 @@ from rossmann_embed.errors import InputError
 from rossmann_embed.features import build_features, hide_future, model_rows
 from rossmann_embed.io import read_rossmann
 from rossmann_embed.model import EntityEmbeddingRegressor, default_embedding_size, rmspe
-from rossmann_embed.plots import _save, _theme
+from rossmann_embed.plots import save_figure, theme
 
 SETTINGS = ("paper", "full")
 PAPER_FEATURES = ["Store", "DayOfWeek", "Day", "Month", "Year", "Promo", "State"]
@@ -559,7 +559,7 @@ def plot_comparison(results: pl.DataFrame, path: Path) -> Path:
     order = [m for m in MODELS if m in frame.get_column("model").to_list()]
     hue_order = ["without (codes or one-hot)", "with embeddings"]
     top = 1.1 * max(frame.get_column("mape").max(), *PAPER_MAPE.values())
-    with _theme():
+    with theme():
         fig = Figure(figsize=(1.0 + 1.5 * len(order) * len(settings), 5.5), dpi=150)
         FigureCanvasAgg(fig)  # Agg canvas: no pyplot, no GUI backend
         axes = fig.subplots(1, len(settings), sharey=True, squeeze=False)[0]
@@ -580,7 +580,7 @@ def plot_comparison(results: pl.DataFrame, path: Path) -> Path:
         axes[-1].legend(title=None, fontsize="small", loc="upper right")
         fig.suptitle("MAPE with and without the network's entity embeddings (time split)",
                      fontweight="bold")
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 def _mark_paper(ax: Any, part: pl.DataFrame, order: list[str], hue_order: list[str]) -> None:

@@ -26,7 +26,7 @@ from rossmann_embed.features import build_features
 from rossmann_embed.inference import Predictor, check_known_stores, predict_sales
 from rossmann_embed.io import read_rossmann
 from rossmann_embed.model import rmspe
-from rossmann_embed.plots import _label_axes, _new_axes, _save, _theme
+from rossmann_embed.plots import label_axes, new_axes, save_figure, theme
 
 GROUPS = {"by_store_type": "StoreType", "by_state": "State", "by_week": "WeekStart"}
 WORST_STORES = 10  # named in the figure, the JSON and the printed summary
@@ -149,19 +149,19 @@ def plot_daily_totals(rows: pl.DataFrame, path: Path, overall: float) -> Path:
     daily = rows.group_by("Date").agg(pl.col("Sales").sum(), pl.col("Prediction").sum()).sort(
         "Date")
     dates = daily.get_column("Date").to_numpy()
-    with _theme():
-        fig, ax = _new_axes((10.0, 4.8))
+    with theme():
+        fig, ax = new_axes((10.0, 4.8))
         sns.lineplot(x=dates, y=daily.get_column("Sales").to_numpy(), ax=ax, label="actual",
                      color="#1f77b4", marker="o", markersize=4)
         sns.lineplot(x=dates, y=daily.get_column("Prediction").to_numpy(), ax=ax,
                      label="predicted", color="#d62728", marker="X", markersize=4,
                      linestyle="--")
-        _label_axes(ax, f"Daily total sales, actual vs predicted (RMSPE {overall:.4f})",
+        label_axes(ax, f"Daily total sales, actual vs predicted (RMSPE {overall:.4f})",
                     "date", "total sales of all stores")
         ax.yaxis.set_major_formatter(lambda value, _: f"{value:,.0f}")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
         fig.autofmt_xdate()
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 def plot_store_rmspe(by_store: pl.DataFrame, path: Path, overall: float, period: str) -> Path:
@@ -169,14 +169,14 @@ def plot_store_rmspe(by_store: pl.DataFrame, path: Path, overall: float, period:
     scored = by_store.drop_nulls("rmspe")
     worst = scored.sort("rmspe", descending=True).head(WORST_STORES)
     values = scored.get_column("rmspe").to_numpy()
-    with _theme():
-        fig, ax = _new_axes((9.0, 5.0))
+    with theme():
+        fig, ax = new_axes((9.0, 5.0))
         sns.histplot(x=values, ax=ax, bins=min(50, max(10, len(values) // 10)), color="#1f77b4")
         ax.axvline(overall, color="0.2", linestyle="--", linewidth=1.2,
                    label=f"all rows: {overall:.4f}")
         sns.rugplot(x=worst.get_column("rmspe").to_numpy(), ax=ax, color="#d62728", height=0.05,
                     linewidth=1.5, label=f"worst {worst.height} stores")
-        _label_axes(ax, f"Per-store RMSPE, {period} ({len(values):,} stores)",
+        label_axes(ax, f"Per-store RMSPE, {period} ({len(values):,} stores)",
                     "RMSPE of a store's days", "stores")
         names = "\n".join(f"{r['Store']:>5} ({r['StoreType']}, {r['State']}): {r['rmspe']:.3f}"
                           for r in worst.iter_rows(named=True))
@@ -184,7 +184,7 @@ def plot_store_rmspe(by_store: pl.DataFrame, path: Path, overall: float, period:
         ax.text(1.02, 0.78, f"worst stores\n(type, state): RMSPE\n{names}",
                 transform=ax.transAxes, va="top",
                 ha="left", family="monospace", fontsize="small")
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 HALVES = ("network", "lightgbm")  # inference.Run.part_logs' labels that are not members

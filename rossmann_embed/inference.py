@@ -27,7 +27,7 @@ from rossmann_embed.boosting import Boosted
 from rossmann_embed.encoding import Preprocessor
 from rossmann_embed.errors import InputError
 from rossmann_embed.features import build_features
-from rossmann_embed.io import _check_unique, check_stores_known, read_rossmann, read_table
+from rossmann_embed.io import check_stores_known, check_unique, read_rossmann, read_table
 from rossmann_embed.model import EntityEmbeddingRegressor
 
 KAGGLE_TEST_SCHEMA = "test.csv"  # io's schema of a file in Kaggle's test layout
@@ -206,7 +206,7 @@ def read_target(path: str | Path) -> pl.DataFrame:
     per Id. Stores are checked against a data directory later (``predict_kaggle``)."""
     path = Path(path)
     target = read_table(path, KAGGLE_TEST_SCHEMA)
-    _check_unique(target, ["Id"], str(path))
+    check_unique(target, ["Id"], str(path))
     return target
 
 

@@ -164,7 +164,7 @@ def read_table(path: Path, schema_name: str, separator: str = ",") -> pl.DataFra
         table = raw.select(_parse(raw.get_column(c), spec, str(path)) for c, spec in schema.items())
     for column, spec in schema.items():
         _validate(table.get_column(column), spec, str(path))
-    _check_unique(table, KEYS[schema_name], str(path))
+    check_unique(table, KEYS[schema_name], str(path))
     return table
 
 
@@ -238,7 +238,7 @@ def _fail_first(raw: pl.Series, bad: pl.Series, file: str, expected: str) -> Non
         raise InputError.at(file, expected, line=row + 2, column=raw.name, value=raw[row])
 
 
-def _check_unique(table: pl.DataFrame, keys: list[str], file: str) -> None:
+def check_unique(table: pl.DataFrame, keys: list[str], file: str) -> None:
     repeated = ~table.select(pl.struct(keys).is_first_distinct()).to_series()
     if repeated.any():
         row = int(repeated.arg_true()[0])

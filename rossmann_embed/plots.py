@@ -45,19 +45,19 @@ _LABEL_BOX = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "
 
 
 @contextmanager
-def _theme() -> Iterator[None]:
+def theme() -> Iterator[None]:
     """Seaborn's white-grid style, for the figures made inside the block only."""
     with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.9):
         yield
 
 
-def _new_axes(size: tuple[float, float]) -> tuple[Figure, Axes]:
+def new_axes(size: tuple[float, float]) -> tuple[Figure, Axes]:
     fig = Figure(figsize=size, dpi=DPI)
     FigureCanvasAgg(fig)  # attaches itself: gives savefig and a renderer for text sizes
     return fig, fig.add_subplot()
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     """Write the PNG atomically; ``bbox_inches="tight"`` keeps outside legends in frame."""
     path = atomic_write(
         Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
@@ -66,7 +66,7 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _label_axes(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
+def label_axes(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
     ax.set_title(title, fontsize="large", fontweight="bold")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -295,15 +295,15 @@ def plot_labelled_map(
     equal_aspect: bool = False,
 ) -> Path:
     """A few labelled points (``label``, ``x``, ``y``), e.g. the 12 state embeddings."""
-    with _theme():
-        fig, ax = _new_axes((7.5, 6.5))
+    with theme():
+        fig, ax = new_axes((7.5, 6.5))
         x, y = points["x"].to_numpy(), points["y"].to_numpy()
         sns.scatterplot(x=x, y=y, ax=ax, s=70, color="#1f77b4", edgecolor="white", zorder=4)
-        _label_axes(ax, title, xlabel, ylabel)
+        label_axes(ax, title, xlabel, ylabel)
         _freeze_limits(ax, 0.18, equal_aspect)
         _repel_labels(ax, x, y, points["label"].cast(pl.String).to_list(), marker_size=70,
                       fontsize=9.5)  # fmt: skip
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 def _group_scatter(
@@ -335,12 +335,12 @@ def plot_points_by_group(
     equal_aspect: bool = False,
 ) -> Path:
     """Many points (``x``, ``y``, ``group``), e.g. ~1115 stores coloured by their state."""
-    with _theme():
-        fig, ax = _new_axes((8.0, 6.5))
+    with theme():
+        fig, ax = new_axes((8.0, 6.5))
         _group_scatter(ax, points, "x", "y", "group", group_title, size=22)
-        _label_axes(ax, title, xlabel, ylabel)
+        label_axes(ax, title, xlabel, ylabel)
         _freeze_limits(ax, 0.04, equal_aspect)
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 def extreme_rows(frame: pl.DataFrame, columns: Sequence[str], n: int) -> pl.DataFrame:
@@ -368,10 +368,10 @@ def plot_factor_scatter(
 ) -> Path:
     """Scores on two components coloured by ``group``, with the ``n_labels`` most extreme
     rows at each end of each component labelled by their ``label``."""
-    with _theme():
-        fig, ax = _new_axes((8.5, 7.0))
+    with theme():
+        fig, ax = new_axes((8.5, 7.0))
         _group_scatter(ax, scores, x, y, group, group_title or group, size=20)
-        _label_axes(ax, title, xlabel or x, ylabel or y)
+        label_axes(ax, title, xlabel or x, ylabel or y)
         _freeze_limits(ax, 0.15, equal_aspect=False)  # room for labels beyond the extremes
         extremes = extreme_rows(scores, [x, y], n_labels)
         ax.scatter(extremes[x], extremes[y], s=70, facecolors="none", edgecolors="0.1",
@@ -381,7 +381,7 @@ def plot_factor_scatter(
             extremes[label].cast(pl.String).to_list(), marker_size=70, fontsize=8.5,
             background=[(scores.select(x, y).to_numpy(), _marker_radius_px(20, DPI))],
         )  # fmt: skip
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 def _score_line(score: Mapping[str, float]) -> str:
@@ -406,8 +406,8 @@ def plot_geography_alignment(
     real = points.select("map_x", "map_y").to_numpy()
     aligned = points.select("x", "y").to_numpy()
     pairs = np.stack([real, aligned], axis=1)
-    with _theme():
-        fig, ax = _new_axes((8.0, 8.0))
+    with theme():
+        fig, ax = new_axes((8.0, 8.0))
         ax.add_collection(LineCollection(pairs, colors="0.55", linewidths=1.0, linestyles="--",
                                          zorder=2, label="offset"))  # fmt: skip
         sns.scatterplot(x=real[:, 0], y=real[:, 1], ax=ax, s=80, color="#1f77b4",
@@ -415,7 +415,7 @@ def plot_geography_alignment(
         sns.scatterplot(x=aligned[:, 0], y=aligned[:, 1], ax=ax, s=70, color="#d62728",
                         marker="X", zorder=4, label="embedding (aligned)")  # fmt: skip
         full_title = title if score is None else f"{title}\n{_score_line(score)}"
-        _label_axes(ax, full_title, xlabel, ylabel)
+        label_axes(ax, full_title, xlabel, ylabel)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
         _freeze_limits(ax, 0.12, equal_aspect=True)
         _repel_labels(
@@ -423,7 +423,7 @@ def plot_geography_alignment(
             marker_size=80, fontsize=9.0,
             obstacles=[(aligned, _marker_radius_px(70, DPI)), (_along(pairs), 3.0)],
         )  # fmt: skip
-        return _save(fig, path)
+        return save_figure(fig, path)
 
 
 __all__ = [
