@@ -11,8 +11,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from rossmann_embed.config import TrainConfig
-from rossmann_embed.errors import InputError
+from rossmann_embed.rossmann.config import TrainConfig
+from rossmann_embed.tabular.config import LOGGERS, Config, NetworkConfig
+from rossmann_embed.tabular.encoding import TARGET_TRANSFORMS
+from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.workflow import FitConfig
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
 
@@ -22,12 +25,9 @@ def command(function: Callable[[argparse.Namespace], None]) -> Callable:
     return function
 
 
-def add_train_options(parser: argparse.ArgumentParser) -> None:
-    """Options of `train` (and the scripts mirroring it), defaulting to TrainConfig's."""
-    d = TrainConfig(data_dir="", out="")
-    parser.add_argument("--data-dir", required=True, help="folder with Kaggle's Rossmann files")
-    parser.add_argument("--out", required=True, help="run directory to write")
-    parser.add_argument("--config", type=Path, help="JSON or YAML TrainConfig; flags override")
+def add_network_options(parser: argparse.ArgumentParser) -> None:
+    """The network's and the Trainer's options, shared by `train` and `fit`."""
+    d = NetworkConfig()
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--learning-rate", "--lr", type=float, default=d.learning_rate)
@@ -36,14 +36,31 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--seeds", type=int, default=d.seeds,
                         help="train a seed ensemble of this many members")
-    parser.add_argument("--validation-days", type=int, default=d.validation_days,
-                        help="last N days are validation; 0 trains on everything")
     parser.add_argument("--embedding-size", action="append", default=[], metavar="COLUMN=SIZE",
                         help="override one column's embedding size (repeatable)")
     parser.add_argument("--hidden-sizes", type=_ints, default=d.hidden_sizes, metavar="1000,500")
     parser.add_argument("--dropout", type=_floats, default=d.dropout, metavar="0.001,0.01")
     parser.add_argument("--embedding-dropout", type=float, default=d.embedding_dropout)
     parser.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=d.batch_norm)
+    parser.add_argument("--patience", type=int, default=d.patience,
+                        help="epochs without a better validation score before stopping")
+    parser.add_argument("--accelerator", default=d.accelerator)
+    parser.add_argument("--devices", default=d.devices)
+    parser.add_argument("--strategy", default=d.strategy)
+    parser.add_argument("--precision", default=d.precision)
+    parser.add_argument("--logger", choices=LOGGERS, default=d.logger,
+                        help="Lightning logger under RUN/logs (a CSV log is always kept)")
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """Options of `train` (and the scripts mirroring it), defaulting to TrainConfig's."""
+    d = TrainConfig(data_dir="", out="")
+    parser.add_argument("--data-dir", required=True, help="folder with Kaggle's Rossmann files")
+    parser.add_argument("--out", required=True, help="run directory to write")
+    parser.add_argument("--config", type=Path, help="JSON or YAML TrainConfig; flags override")
+    add_network_options(parser)
+    parser.add_argument("--validation-days", type=int, default=d.validation_days,
+                        help="last N days are validation; 0 trains on everything")
     parser.add_argument("--hide-future", type=_fraction, default=d.hide_future, metavar="FRACTION",
                         help="share of training rows that see the data end within 60 days")
     parser.add_argument("--weather", action=argparse.BooleanOptionalAction, default=d.weather)
@@ -53,28 +70,53 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                         "factors in the log-space forecast (0: the network alone)")
     parser.add_argument("--store-factors", type=_positive, default=d.store_factors,
                         help="principal components of the Store embedding LightGBM gets")
-    parser.add_argument("--patience", type=int, default=d.patience)
-    parser.add_argument("--accelerator", default=d.accelerator)
-    parser.add_argument("--devices", default=d.devices)
-    parser.add_argument("--strategy", default=d.strategy)
-    parser.add_argument("--precision", default=d.precision)
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from its last checkpoints")
 
 
+def add_fit_options(parser: argparse.ArgumentParser) -> None:
+    """Options of `fit`: a table of one's own, its target and columns, and the network."""
+    d = FitConfig(table="", target="", out="")
+    parser.add_argument("--table", required=True, help="CSV or parquet file to learn from")
+    parser.add_argument("--target", required=True, help="the numeric column to predict")
+    parser.add_argument("--out", required=True, help="run directory to write")
+    parser.add_argument("--categorical", type=_names, default=[], metavar="A,B",
+                        help="columns to embed (others are inferred and reported)")
+    parser.add_argument("--continuous", type=_names, default=[], metavar="C,D",
+                        help="columns taken as numbers")
+    parser.add_argument("--drop", type=_names, default=[], metavar="COLUMNS",
+                        help="columns to leave out (ids, leaks)")
+    parser.add_argument("--time-column", help="validation is the latest share of this "
+                        "column's span (default: a seeded random share of the rows)")
+    parser.add_argument("--validation-fraction", type=_share_below_one,
+                        default=d.validation_fraction, metavar="F",
+                        help="share held out for early stopping (0: none)")
+    parser.add_argument("--target-transform", choices=["auto", *TARGET_TRANSFORMS],
+                        default=d.target_transform,
+                        help="auto: log if every target > 0, log1p if >= 0, else none")
+    parser.add_argument("--config", type=Path, help="JSON or YAML FitConfig; flags override")
+    add_network_options(parser)
+
+
 def train_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
     """The TrainConfig of parsed `train` options: a --config file, overridden by given flags."""
-    flags = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    return resolved_config(TrainConfig, args, parser)
+
+
+def resolved_config(kind: type[Config], args: argparse.Namespace,
+                    parser: argparse.ArgumentParser) -> Config:
+    """A config of parsed options: a --config file, overridden by the flags given."""
+    flags = {k: v for k, v in vars(args).items() if k in kind.__dataclass_fields__}
     flags["embedding_sizes"] = dict(_column_size(s) for s in args.embedding_size)
     if not args.config:
-        return TrainConfig.from_dict(flags)
+        return kind.from_dict(flags)
     changed = {k: v for k, v in flags.items() if v != parser.get_default(k) and v != {}}
-    return TrainConfig.from_dict({**TrainConfig.load(args.config).to_dict(), **changed})
+    return kind.from_dict({**kind.load(args.config).to_dict(), **changed})
 
 
 @command
 def run_train(args: argparse.Namespace) -> None:
-    from rossmann_embed.training import fit
+    from rossmann_embed.rossmann.training import fit
 
     config = train_config(args, args.subparser)
     run_dir = fit(config, resume=args.resume)
@@ -82,8 +124,28 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 @command
+def run_fit(args: argparse.Namespace) -> None:
+    from rossmann_embed.tabular.workflow import fit_table
+
+    run_dir = fit_table(resolved_config(FitConfig, args, args.subparser))
+    print(f"run written to {run_dir}")
+
+
+@command
+def run_predict(args: argparse.Namespace) -> None:
+    from rossmann_embed.tabular.workflow import predict_table
+
+    report = predict_table(args.run, args.table, args.out)
+    for column, rows in report["unknown_categories"].items():
+        if rows:
+            print(f"note: {rows:,} rows have a {column} value the model never saw (encoded as "
+                  "unknown)")
+    print(f"{report['rows']:,} rows with a prediction column written to {args.out}")
+
+
+@command
 def run_demo(args: argparse.Namespace) -> None:
-    from rossmann_embed.demo import demo
+    from rossmann_embed.rossmann.demo import demo
 
     demo(Path(args.out), seed=args.seed)
 
@@ -94,10 +156,20 @@ def run_embeddings(args: argparse.Namespace) -> None:
 
     import polars as pl
 
-    from rossmann_embed.inference import load_run
-    from rossmann_embed.io import read_stores
-    from rossmann_embed.maps import write_run_maps
+    from rossmann_embed.rossmann.inference import load_run
+    from rossmann_embed.rossmann.io import read_stores
+    from rossmann_embed.rossmann.maps import write_run_maps
 
+    if (Path(args.run) / "estimator.json").is_file():  # a `fit` run: any table
+        from rossmann_embed.tabular.workflow import embeddings_report
+
+        labels = dict(_column_label(text) for text in args.label)
+        summary = embeddings_report(args.run, args.out, labels, args.table)
+        print(f"{len(summary['files'])} files written to {args.out}")
+        return
+    if args.label or args.table:
+        raise InputError.at("--label", "a run written by `rossmann-embed fit` (a `train` run "
+                            "labels stores and states itself)")
     run = load_run(args.run)
     data_dir = args.data_dir or json.loads((Path(args.run) / "config.json").read_text())["data_dir"]
     reference = pl.read_csv(args.reference) if args.reference else None
@@ -111,7 +183,7 @@ def run_embeddings(args: argparse.Namespace) -> None:
 def run_submit(args: argparse.Namespace) -> None:
     import time
 
-    from rossmann_embed.inference import load_runs, submit
+    from rossmann_embed.rossmann.inference import load_runs, submit
 
     start = time.perf_counter()
     runs = load_runs(args.run)
@@ -125,8 +197,8 @@ def run_submit(args: argparse.Namespace) -> None:
 
 @command
 def run_evaluate(args: argparse.Namespace) -> None:
-    from rossmann_embed.evaluation import evaluate, format_tables, parse_date
-    from rossmann_embed.inference import load_runs
+    from rossmann_embed.rossmann.evaluation import evaluate, format_tables, parse_date
+    from rossmann_embed.rossmann.inference import load_runs
 
     runs = load_runs(args.run)
     date_from, date_to = parse_date(args.date_from, "--from"), parse_date(args.date_to, "--to")
@@ -147,7 +219,7 @@ def run_compare(args: argparse.Namespace) -> None:
     # 2-core machine spinning threads take the cores from working ones (HistGradientBoosting
     # ran 3x slower under load). Read when their OpenMP runtime loads, so before the import.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from rossmann_embed.comparison import CompareOptions, compare
+    from rossmann_embed.rossmann.comparison import CompareOptions, compare
 
     known = CompareOptions.__dataclass_fields__
     compare(CompareOptions(**{k: v for k, v in vars(args).items() if k in known}))
@@ -159,7 +231,7 @@ def run_backtest(args: argparse.Namespace) -> None:
     import os
 
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in compare: LightGBM's threads
-    from rossmann_embed.backtest import BacktestOptions, backtest
+    from rossmann_embed.rossmann.backtest import BacktestOptions, backtest
 
     network = TrainConfig.load(args.config).to_dict() if args.config else {}
     for key in ("data_dir", "out", "validation_days", "seeds"):  # the backtest sets these
@@ -195,6 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an entity-embedding regressor into a run dir")
     add_train_options(train)
     train.set_defaults(subparser=train)
+    fit = sub.add_parser("fit", help="train on a table of one's own (CSV or parquet)")
+    add_fit_options(fit)
+    fit.set_defaults(subparser=fit)
+    predict = sub.add_parser("predict", help="a `fit` run's predictions for every row of a table")
+    predict.add_argument("--run", required=True, help="run directory written by `fit`")
+    predict.add_argument("--table", required=True, help="CSV or parquet file to predict")
+    predict.add_argument("--out", required=True, help="CSV or parquet file to write: the table "
+                         "with a prediction column")
     demo = sub.add_parser("demo", help="synthetic data -> trained run, in under 2 minutes")
     demo.add_argument("--out", required=True, help="folder for the data and the run")
     demo.add_argument("--seed", type=int, default=0)
@@ -206,6 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
     maps.add_argument("--member", type=int, default=0, help="ensemble member to draw")
     maps.add_argument("--reference", type=Path,
                       help="State,x,y positions to score against instead of German capitals")
+    maps.add_argument("--label", action="append", default=[], metavar="COLUMN=LABEL_COLUMN",
+                      help="`fit` runs: show LABEL_COLUMN of the training table beside each "
+                           "value of COLUMN (repeatable)")
+    maps.add_argument("--table", type=Path,
+                      help="`fit` runs: the table --label reads (default: the training table)")
     submit = sub.add_parser("submit", help="Kaggle submission (Id,Sales) from one or more runs")
     submit.add_argument("--run", required=True, action="append",
                         help="run directory or .ckpt file; repeat to average runs in log space")
@@ -312,6 +397,24 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return value
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _share_below_one(text: str) -> float:
+    value = _fraction(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {text!r}")
+    return value
+
+
+def _column_label(text: str) -> tuple[str, str]:
+    column, _, label = text.partition("=")
+    if not column or not label:
+        raise InputError.at("--label", "COLUMN=LABEL_COLUMN", value=text)
+    return column, label
 
 
 def _column_size(text: str) -> tuple[str, int]:

@@ -27,10 +27,12 @@ import polars as pl
 import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 
-from rossmann_embed.config import TrainConfig, write_json
-from rossmann_embed.features import build_features, model_rows
-from rossmann_embed.io import read_rossmann
-from rossmann_embed.model import rmspe, training_flops_per_batch
+from rossmann_embed.rossmann.config import TrainConfig
+from rossmann_embed.rossmann.features import build_features, model_rows
+from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.tabular.files import write_json
+from rossmann_embed.tabular.metrics import rmspe
+from rossmann_embed.tabular.model import training_flops_per_batch
 
 DEFAULT_DATA = os.environ.get("ROSSMANN_DATA", "../shared/data/rossmann")
 
@@ -78,8 +80,8 @@ class MatmulProbe(Callback):
 
 def bench_train(data_dir: str, run_dir: Path) -> dict:
     """Default training with the last 48 days as validation, then LightGBM on the same split."""
-    from rossmann_embed.inference import load_run
-    from rossmann_embed.training import fit, prepare
+    from rossmann_embed.rossmann.inference import load_run
+    from rossmann_embed.rossmann.training import fit, prepare
 
     config = TrainConfig(data_dir=data_dir, out=str(run_dir))
     probe = MatmulProbe()
@@ -117,7 +119,7 @@ def bench_train(data_dir: str, run_dir: Path) -> dict:
 def bench_lightgbm(train: pl.DataFrame, val: pl.DataFrame) -> dict:
     """The full-strength LightGBM baseline on the same training rows and validation days:
     its own features, rounds by early stopping on the training rows' last 48 days, refit."""
-    from rossmann_embed.boosting import LightGBMForecaster
+    from rossmann_embed.rossmann.boosting import LightGBMForecaster
 
     forecaster = LightGBMForecaster().fit(train)
     prediction = forecaster.predict(val)
@@ -150,7 +152,7 @@ def main() -> None:
         result.update(bench_data(args.data_dir))
         write_json(args.out, result)
     if args.only == "lightgbm":
-        from rossmann_embed.training import prepare
+        from rossmann_embed.rossmann.training import prepare
 
         train, val, _, _ = prepare(TrainConfig(data_dir=args.data_dir, out=""))
         result.update(bench_lightgbm(train, val))

@@ -54,3 +54,21 @@ def tiny_data(tmp_path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(lines) + "\n")
     return tmp_path
+
+
+def shop_table(rows: int = 3000, seed: int = 0):
+    """A generated table with planted effects: each shop's level rises with its id, kind "b"
+    sells 35% more, ``x`` adds a slope; ``day`` is a date and ``shop_name`` a label."""
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    shop = rng.integers(0, 30, rows)
+    kind = rng.choice(["a", "b", "c"], rows)
+    x = rng.normal(size=rows)
+    days = pl.date_range(pl.date(2020, 1, 1), pl.date(2021, 12, 31), eager=True)
+    day = days.gather(rng.integers(0, len(days), rows))
+    level = np.linspace(4.0, 6.0, 30)[shop] + 0.3 * (kind == "b") + 0.2 * x
+    sales = np.exp(level + rng.normal(scale=0.05, size=rows))
+    return pl.DataFrame({"shop": shop, "shop_name": [f"shop-{i:02d}" for i in shop],
+                         "day": day, "kind": kind, "x": x, "sales": sales})

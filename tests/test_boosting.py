@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from rossmann_embed.boosting import (
+from rossmann_embed.rossmann.boosting import (
     LIGHTGBM_FEATURES,
     SINCE_CAP_DAYS,
     UNTIL_CAP_DAYS,
@@ -17,9 +17,9 @@ from rossmann_embed.boosting import (
     lightgbm_features,
     store_factors,
 )
-from rossmann_embed.features import build_features, model_rows
-from rossmann_embed.io import read_rossmann
-from rossmann_embed.synthetic import write_synthetic
+from rossmann_embed.rossmann.features import build_features, model_rows
+from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.rossmann.synthetic import write_synthetic
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.utils.estimator_checks import check_estimator
 
 from rossmann_embed.cli import build_parser, main
-from rossmann_embed.comparison import (
+from rossmann_embed.rossmann.comparison import (
     PAPER_FEATURES,
     CompareOptions,
     freeze_one_hot,
@@ -29,10 +29,10 @@ from rossmann_embed.comparison import (
     time_split,
     with_and_without,
 )
-from rossmann_embed.embeddings import EmbeddingEncoder, embedding_rows
-from rossmann_embed.encoding import ColumnSpec, Preprocessor
-from rossmann_embed.model import EntityEmbeddingRegressor
-from rossmann_embed.synthetic import write_synthetic
+from rossmann_embed.rossmann.synthetic import write_synthetic
+from rossmann_embed.tabular.embedding_encoder import EmbeddingEncoder, embedding_rows
+from rossmann_embed.tabular.encoding import ColumnSpec, Preprocessor
+from rossmann_embed.tabular.model import EntityEmbeddingRegressor
 
 STORES = [1, 2, 5]
 STATES = ["BY", "HB,NI"]

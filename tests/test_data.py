@@ -8,13 +8,13 @@ import pytest
 import torch
 from pytorch_lightning import Trainer
 
-from rossmann_embed.data import (
+from rossmann_embed.tabular.data import (
     VALIDATION_BATCH_FACTOR,
     PermutationBatches,
     TensorDataModule,
 )
-from rossmann_embed.encoding import EncodedTable
-from rossmann_embed.model import EntityEmbeddingRegressor
+from rossmann_embed.tabular.encoding import EncodedTable
+from rossmann_embed.tabular.model import EntityEmbeddingRegressor
 
 
 def _rows_seen(batches: PermutationBatches) -> torch.Tensor:

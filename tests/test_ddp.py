@@ -20,9 +20,10 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     import torch
     from pytorch_lightning import Trainer
-    from rossmann_embed.data import TensorDataModule
-    from rossmann_embed.encoding import EncodedTable
-    from rossmann_embed.model import EntityEmbeddingRegressor, rmspe
+    from rossmann_embed.tabular.data import TensorDataModule
+    from rossmann_embed.tabular.encoding import EncodedTable
+    from rossmann_embed.tabular.metrics import rmspe
+    from rossmann_embed.tabular.model import EntityEmbeddingRegressor
 
     torch.set_num_threads(1)  # two processes on two cores
 

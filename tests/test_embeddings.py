@@ -9,7 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from rossmann_embed.embeddings import (
+from rossmann_embed.rossmann.maps import write_maps
+from rossmann_embed.tabular.export import (
     UNKNOWN_LABEL,
     embedding_table,
     export_tables,
@@ -22,7 +23,6 @@ from rossmann_embed.embeddings import (
     vectors_of,
     write_projector,
 )
-from rossmann_embed.maps import write_maps
 
 STATES = ["BW", "BY", "BE", "HB,NI", "HE", "HH", "NW", "RP", "SH", "SN", "ST", "TH"]
 

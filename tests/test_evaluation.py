@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from rossmann_embed.cli import main
-from rossmann_embed.config import TrainConfig
-from rossmann_embed.errors import InputError
-from rossmann_embed.evaluation import evaluate, parse_date, rmspe_by
-from rossmann_embed.inference import load_run, load_runs, submit
-from rossmann_embed.io import read_table
-from rossmann_embed.model import rmspe
-from rossmann_embed.synthetic import write_synthetic
-from rossmann_embed.training import fit
+from rossmann_embed.rossmann.config import TrainConfig
+from rossmann_embed.rossmann.evaluation import evaluate, parse_date, rmspe_by
+from rossmann_embed.rossmann.inference import load_run, load_runs, submit
+from rossmann_embed.rossmann.io import read_table
+from rossmann_embed.rossmann.synthetic import write_synthetic
+from rossmann_embed.rossmann.training import fit
+from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.metrics import rmspe
 
 TEST_COLUMNS = ["Id", "Store", "DayOfWeek", "Date", "Open", "Promo", "StateHoliday",
                 "SchoolHoliday"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from rossmann_embed.features import (
+from rossmann_embed.rossmann.features import (
     LOOK_AHEAD,
     build_features,
     end_data_after,
@@ -16,7 +16,7 @@ from rossmann_embed.features import (
     model_rows,
     time_split,
 )
-from rossmann_embed.io import RossmannData, read_rossmann
+from rossmann_embed.rossmann.io import RossmannData, read_rossmann
 
 
 def one_store(days: int, promo_days: set[int], holiday_days: set[int],

@@ -9,14 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rossmann_embed.errors import InputError
-from rossmann_embed.geography import (
-    euclidean_distances,
-    geographic_distances,
+from rossmann_embed.rossmann.geography import (
     geography_score,
     german_state_coordinates,
     german_state_former_east,
     german_states,
+)
+from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.spatial import (
+    euclidean_distances,
+    geographic_distances,
     group_test,
     mantel_test,
     map_coordinates,

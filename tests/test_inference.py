@@ -14,19 +14,19 @@ import pytest
 import torch
 
 from rossmann_embed.cli import main
-from rossmann_embed.config import TrainConfig
-from rossmann_embed.encoding import Preprocessor
-from rossmann_embed.errors import InputError
-from rossmann_embed.inference import (
+from rossmann_embed.rossmann.config import TrainConfig
+from rossmann_embed.rossmann.inference import (
     Ensemble,
     load_run,
     load_runs,
     predict_kaggle,
     submit,
 )
-from rossmann_embed.io import read_table
-from rossmann_embed.synthetic import write_synthetic
-from rossmann_embed.training import fit
+from rossmann_embed.rossmann.io import read_table
+from rossmann_embed.rossmann.synthetic import write_synthetic
+from rossmann_embed.rossmann.training import fit
+from rossmann_embed.tabular.encoding import Preprocessor
+from rossmann_embed.tabular.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_COLUMNS = ["Id", "Store", "DayOfWeek", "Date", "Open", "Promo", "StateHoliday",
@@ -103,8 +103,7 @@ def test_python_api_predicts_kaggle_layout_and_feature_frames(trained: tuple[Pat
     opened = predicted.filter(pl.col("Open") == 1)
     again = run.predict(opened.drop("Prediction"))
     # Same rows, other batch shapes: equal up to float32 rounding of the matmuls.
-    np.testing.assert_allclose(again.get_column("Prediction"), opened.get_column("Prediction"),
-                               rtol=1e-5)
+    np.testing.assert_allclose(again, opened.get_column("Prediction"), rtol=1e-5)
 
 
 def test_several_runs_average_all_members(trained: tuple[Path, Path]) -> None:
@@ -118,8 +117,9 @@ def test_several_runs_average_all_members(trained: tuple[Path, Path]) -> None:
 
 def test_runs_with_other_feature_options_are_refused(trained: tuple[Path, Path]) -> None:
     run = load_run(trained[1])
+    features = {**run.feature_options, "weather": False}
     other = dataclasses.replace(run, path=Path("other"),
-                                feature_options={**run.feature_options, "weather": False})
+                                metadata={**run.metadata, "features": features})
     with pytest.raises(InputError, match=r"other: got '.*weather=False.*expected the feature "
                                          r"options of"):
         Ensemble([run, other])

@@ -7,8 +7,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from rossmann_embed.errors import InputError
-from rossmann_embed.io import read_rossmann
+from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.tabular.errors import InputError
 
 
 def replace_line(path: Path, old: str, new: str) -> None:

@@ -17,12 +17,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from rossmann_embed.config import TrainConfig
-from rossmann_embed.demo import demo
-from rossmann_embed.geography import GeographyScore
-from rossmann_embed.inference import load_run
-from rossmann_embed.maps import build_tables, run_weights, score_states
-from rossmann_embed.training import fit
+from rossmann_embed.rossmann.config import TrainConfig
+from rossmann_embed.rossmann.demo import demo
+from rossmann_embed.rossmann.inference import load_run
+from rossmann_embed.rossmann.maps import build_tables, run_weights, score_states
+from rossmann_embed.rossmann.training import fit
+from rossmann_embed.tabular.spatial import GeographyScore
 
 PERMUTATIONS = 999
 

@@ -10,14 +10,14 @@ import torch
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
-from rossmann_embed.data import TensorDataModule
-from rossmann_embed.encoding import EncodedTable
-from rossmann_embed.model import (
+from rossmann_embed.tabular.data import TensorDataModule
+from rossmann_embed.tabular.encoding import EncodedTable
+from rossmann_embed.tabular.metrics import rmspe
+from rossmann_embed.tabular.model import (
     CheapDropout,
     EmbeddingLookups,
     EntityEmbeddingRegressor,
     default_embedding_size,
-    rmspe,
     training_flops_per_batch,
 )
 

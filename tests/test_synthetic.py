@@ -10,10 +10,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from rossmann_embed import synthetic
-from rossmann_embed.errors import InputError
-from rossmann_embed.geography import euclidean_distances, mantel_test
-from rossmann_embed.synthetic import STATES, SyntheticInfo, write_synthetic
+from rossmann_embed.rossmann import synthetic
+from rossmann_embed.rossmann.synthetic import STATES, SyntheticInfo, write_synthetic
+from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.spatial import euclidean_distances, mantel_test
 
 TEXT = {"StateHoliday": pl.String, "SchoolHoliday": pl.String}
 SMALL = {"n_stores": 15, "start": "2015-01-01", "end": "2015-03-31", "test_days": 10}

@@ -11,9 +11,9 @@ import pytest
 import torch
 from pytorch_lightning import Callback
 
-from rossmann_embed.config import TrainConfig
-from rossmann_embed.synthetic import write_synthetic
-from rossmann_embed.training import fit
+from rossmann_embed.rossmann.config import TrainConfig
+from rossmann_embed.rossmann.synthetic import write_synthetic
+from rossmann_embed.rossmann.training import fit
 
 
 class Interrupted(Exception):

@@ -15,46 +15,26 @@ scores exactly the RMSPE that ``evaluate`` reports for it.
 
 from __future__ import annotations
 
-import os
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from rossmann_embed.boosting import Boosted
-from rossmann_embed.encoding import Preprocessor
-from rossmann_embed.errors import InputError
-from rossmann_embed.features import build_features
-from rossmann_embed.io import check_stores_known, check_unique, read_rossmann, read_table
-from rossmann_embed.model import EntityEmbeddingRegressor
+from rossmann_embed.rossmann.boosting import Boosted
+from rossmann_embed.rossmann.features import build_features
+from rossmann_embed.rossmann.io import check_stores_known, check_unique, read_rossmann, read_table
+from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.files import write_csv
+from rossmann_embed.tabular.runs import Logs, TabularRun, load_tabular_run
 
 KAGGLE_TEST_SCHEMA = "test.csv"  # io's schema of a file in Kaggle's test layout
-Logs = dict[str, np.ndarray]  # member label -> log predictions
-
-
-def member_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """(seed, best checkpoint) of every ensemble member of a run, by seed."""
-    paths = Path(run_dir).glob("checkpoints/seed-*/best.ckpt")
-    return sorted((int(p.parent.name.removeprefix("seed-")), p) for p in paths)
-
-
-def load_member(path: str | Path) -> EntityEmbeddingRegressor:
-    """One model from a checkpoint, on the CPU, in eval mode, weights-only loading."""
-    model = EntityEmbeddingRegressor.load_from_checkpoint(path, map_location="cpu",
-                                                          weights_only=True)
-    return model.eval()
 
 
 class _Predicts:
     """What a run and an ensemble of runs share: predictions from their members' log ones."""
 
     known_stores: set  # stores the model(s) were trained on
-
-    def member_logs(self, frame: pl.DataFrame, source: str = "input frame") -> Logs:
-        """Each member's log predictions for the rows of ``frame``, by member label."""
-        raise NotImplementedError
 
     def predict_log(self, frame: pl.DataFrame, source: str = "input frame") -> np.ndarray:
         """The forecast in log space for each row of ``frame`` (feature rows)."""
@@ -65,9 +45,9 @@ class _Predicts:
         and ``lightgbm`` (the boosted half) where there is one."""
         raise NotImplementedError
 
-    def predict(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """``frame`` (feature rows) with ``Prediction``: sales, the forecast (``predict_log``)."""
-        return frame.with_columns(Prediction=pl.Series(np.exp(self.predict_log(frame))))
+    def predict(self, frame: pl.DataFrame, source: str = "input frame") -> np.ndarray:
+        """Sales of each row of ``frame`` (feature rows): the forecast (``predict_log``)."""
+        return np.exp(self.predict_log(frame, source))
 
     def predict_kaggle(self, data_dir: str | Path,
                        test: str | Path | pl.DataFrame | None = None, *,
@@ -79,30 +59,21 @@ class _Predicts:
 
 
 @dataclass
-class Run(_Predicts):
-    """A trained run: its members (one per seed) and the preprocessing they share."""
+class Run(_Predicts, TabularRun):
+    """A trained ``train`` run: the core's members plus the feature options they were trained
+    with and the boosted half, if any."""
 
-    path: Path
-    models: list[EntityEmbeddingRegressor]
-    preprocessor: Preprocessor
-    feature_options: dict
-    labels: list[str] = field(default_factory=list)  # one per member, e.g. "seed-0"
     boosted: Boosted | None = None  # LightGBM on the store factors, blended in log space
+
+    @property
+    def feature_options(self) -> dict:
+        """The Rossmann features the run was trained with (weather, trends)."""
+        return self.metadata["features"]
 
     @property
     def known_stores(self) -> set:
         """Stores the model was trained on (others get the untrained unknown embedding)."""
         return set(self.preprocessor.vocabularies.get("Store", []))
-
-    def member_logs(self, frame: pl.DataFrame, source: str = "input frame") -> Logs:
-        """Each member's log predictions for the rows of ``frame``, by member label."""
-        tensors = self.preprocessor.transform(frame, source)
-        labels = self.labels or [f"member-{i}" for i in range(len(self.models))]
-        return {
-            label: m.predict_log(tensors.categorical, tensors.continuous).numpy()
-            .astype(np.float64)
-            for label, m in zip(labels, self.models, strict=True)
-        }
 
     def predict_log(self, frame: pl.DataFrame, source: str = "input frame") -> np.ndarray:
         """The members' mean log prediction, blended with the boosted half if there is one."""
@@ -174,21 +145,15 @@ Predictor = Run | Ensemble
 
 
 def load_run(path: str | Path) -> Run:
-    """Load every member of a run directory (or a single ``.ckpt`` file)."""
-    path = Path(path)
-    if path.is_file():
-        checkpoints = [(path.stem, path)]
-    else:
-        checkpoints = [(f"seed-{seed}", p) for seed, p in member_checkpoints(path)]
-    if not checkpoints:
-        raise InputError.at(str(path), "a run directory with checkpoints/seed-*/best.ckpt "
-                            "(written by `rossmann-embed train`) or a .ckpt file")
-    models = [load_member(p) for _, p in checkpoints]
-    stored = models[0].hparams.preprocessing
-    boosted_dir = path / "lightgbm"
+    """Load every member of a ``train`` run directory (or a single ``.ckpt`` file), and its
+    boosted half."""
+    core = load_tabular_run(path)
+    if "features" not in core.metadata:
+        raise InputError.at(str(path), "a run written by `rossmann-embed train` (this one has "
+                            "no Rossmann feature options: use `rossmann-embed predict`)")
+    boosted_dir = core.path / "lightgbm"
     boosted = Boosted.load(boosted_dir) if (boosted_dir / "blend.json").is_file() else None
-    return Run(path, models, Preprocessor.from_dict(stored["preprocessor"]), stored["features"],
-               [label for label, _ in checkpoints], boosted)
+    return Run(**vars(core), boosted=boosted)
 
 
 def load_runs(paths: list[str | Path]) -> Ensemble:
@@ -316,24 +281,8 @@ def submit(predictor: Predictor, data_dir: str | Path, out: str | Path,
     atomically. Returns ``predict_kaggle``'s report."""
     predicted, report = predict_kaggle(predictor, data_dir, test,
                                        allow_unknown_stores=allow_unknown_stores)
-    write_csv_atomic(submission(predicted), Path(out))
+    write_csv(submission(predicted), Path(out))
     return report
-
-
-def write_csv_atomic(frame: pl.DataFrame, path: Path) -> Path:
-    """Write a CSV to a unique temporary sibling, then rename: never a half-written file.
-
-    (Not ``embeddings.atomic_write``: importing that module loads scikit-learn, seconds that
-    a submission should not spend.)
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        frame.write_csv(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def _mean_log(logs: Logs, rows: int) -> np.ndarray:

@@ -1,9 +1,9 @@
 """EntityEmbeddingRegressor: one embedding per categorical column, concatenated with the
-continuous columns, through an MLP to a prediction of log(target).
+continuous columns, through an MLP to a prediction of the transformed target.
 
-Generic: knows nothing about Rossmann. Inputs are the tensors of ``encoding.EncodedTable``
-(category index 0 = unknown); the output is in log space; validation reports RMSPE in the
-original space, exact under DDP.
+Inputs are the tensors of ``encoding.EncodedTable`` (category index 0 = unknown); the output
+is in the target transform's space (log for sales); validation reports RMSE, and RMSPE for a
+log target, in the target's own units, exact under DDP.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import ctypes
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from pytorch_lightning import LightningModule
 from torch import nn
@@ -23,17 +22,6 @@ def default_embedding_size(cardinality: int) -> int:
     """fastai's rule of thumb, ``min(600, round(1.6 * n ** 0.56))``: grows sub-linearly, so
     1116 stores get 81 dimensions and 8 weekdays get 5."""
     return int(min(600, round(1.6 * cardinality**0.56)))
-
-
-def rmspe(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Kaggle's root mean squared percentage error over rows with ``y_true != 0``."""
-    y_true = np.asarray(y_true, dtype=np.float64)
-    y_pred = np.asarray(y_pred, dtype=np.float64)
-    keep = y_true != 0
-    if not keep.any():
-        return float("nan")
-    pct = (y_true[keep] - y_pred[keep]) / y_true[keep]
-    return float(np.sqrt(np.mean(pct**2)))
 
 
 class EntityEmbeddingRegressor(LightningModule):
@@ -50,10 +38,12 @@ class EntityEmbeddingRegressor(LightningModule):
         embedding_dropout: dropout on the concatenated embeddings.
         batch_norm: BatchNorm1d after each hidden layer's ReLU.
         y_range: ``(lo, hi)`` in log space; the output becomes ``lo + (hi - lo) * sigmoid(x)``.
-        loss: ``"mse"`` or ``"mae"`` of log predictions; rows with non-finite targets
+        loss: ``"mse"`` or ``"mae"`` in the model's space; rows with non-finite targets
             (log of zero sales) are ignored.
         learning_rate: peak learning rate of the one-cycle schedule (AdamW).
         weight_decay: AdamW's decoupled weight decay.
+        target_transform: how targets were transformed (``encoding.TARGET_TRANSFORMS``):
+            validation undoes it to report errors in the target's units.
         preprocessing: opaque plain data (e.g. ``Preprocessor.to_dict()``) stored in the
             hyperparameters so that a checkpoint alone can predict; never read here.
     """
@@ -71,6 +61,7 @@ class EntityEmbeddingRegressor(LightningModule):
         loss: Literal["mse", "mae"] = "mse",
         learning_rate: float = 3e-3,
         weight_decay: float = 1e-5,
+        target_transform: str = "log",
         preprocessing: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -93,6 +84,7 @@ class EntityEmbeddingRegressor(LightningModule):
                 "loss": loss,
                 "learning_rate": float(learning_rate),
                 "weight_decay": float(weight_decay),
+                "target_transform": target_transform,
                 "preprocessing": preprocessing,
             }
         )
@@ -121,10 +113,13 @@ class EntityEmbeddingRegressor(LightningModule):
     def forward(self, categorical: torch.Tensor, continuous: torch.Tensor) -> torch.Tensor:
         """Log predictions [rows] from category indices [rows, n_cat] and continuous
         values [rows, n_cont] (columns in the order of ``cardinalities``)."""
-        columns = categorical.t().contiguous()  # one copy, not one per strided column
         weights = [emb.weight for emb in self.embeddings.values()]
-        embedded = EmbeddingLookups.apply(columns, *weights)
-        x = torch.cat([self.embedding_dropout(embedded), continuous], dim=1)
+        if weights:
+            columns = categorical.t().contiguous()  # one copy, not one per strided column
+            embedded = self.embedding_dropout(EmbeddingLookups.apply(columns, *weights))
+            x = torch.cat([embedded, continuous], dim=1)
+        else:  # a table of numbers only
+            x = continuous
         out = self.mlp(x).squeeze(1)
         if self.hparams.y_range is not None:
             lo, hi = self.hparams.y_range
@@ -152,26 +147,41 @@ class EntityEmbeddingRegressor(LightningModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        # [sum of squared pct errors, sum of loss, rows with target > 0]
+        # [sum of squared pct errors, sum of loss, rows with a finite target, sum of squared
+        # errors in the target's units]
         dtype = torch.float32 if self.device.type == "mps" else torch.float64  # MPS: no f64
-        self._val_sums = torch.zeros(3, dtype=dtype, device=self.device)
+        self._val_sums = torch.zeros(4, dtype=dtype, device=self.device)
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         categorical, continuous, target = batch
         pred = self(categorical, continuous)
         loss_sum, count = self._loss_sum(pred, target)
+        finite = torch.isfinite(target)
+        dtype = self._val_sums.dtype
         # (y - yhat) / y = 1 - exp(log yhat - log y): no overflow from exp of large logs.
-        pct = torch.where(torch.isfinite(target), 1.0 - torch.exp(pred - target), 0.0)
-        sums = torch.stack([pct.square().sum(), loss_sum, count.float()])
-        self._val_sums += sums.to(self._val_sums.dtype)
+        pct = torch.where(finite, 1.0 - torch.exp(pred - target), 0.0)
+        error = self._inverse(pred.to(dtype)) - self._inverse(target.to(dtype))
+        error = torch.where(finite, error, 0.0)
+        sums = torch.stack([pct.square().sum().to(dtype), loss_sum.to(dtype),
+                            count.to(dtype), error.square().sum()])
+        self._val_sums += sums
 
     def on_validation_epoch_end(self) -> None:
-        # Sum over ranks first, then divide: exact RMSPE over all validation rows.
+        # Sum over ranks first, then divide: exact metrics over all validation rows.
         sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
-        sq_pct, loss_sum, count = sums.float().unbind()  # count 0 -> NaN, like rmspe()
+        sq_pct, loss_sum, count, sq_error = sums.float().unbind()  # count 0 -> NaN
         # Identical on every rank after the reduce; sync_dist just keeps Lightning quiet.
-        self.log("val_rmspe", (sq_pct / count).sqrt(), prog_bar=True, sync_dist=True)
+        if self.hparams.target_transform == "log":
+            self.log("val_rmspe", (sq_pct / count).sqrt(), prog_bar=True, sync_dist=True)
+        self.log("val_rmse", (sq_error / count).sqrt(),
+                 prog_bar=self.hparams.target_transform != "log", sync_dist=True)
         self.log("val_loss", loss_sum / count, sync_dist=True)
+
+    def _inverse(self, values: torch.Tensor) -> torch.Tensor:
+        transform = self.hparams.target_transform
+        if transform == "log":
+            return torch.exp(values)
+        return torch.expm1(values) if transform == "log1p" else values
 
     def predict_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         """Log predictions for a ``(categorical, continuous, ...)`` batch."""
@@ -333,6 +343,5 @@ __all__ = [
     "EntityEmbeddingRegressor",
     "default_embedding_size",
     "reuse_freed_memory",
-    "rmspe",
     "training_flops_per_batch",
 ]

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from rossmann_embed.encoding import ColumnSpec
-from rossmann_embed.io import RossmannData
+from rossmann_embed.rossmann.io import RossmannData
+from rossmann_embed.tabular.encoding import ColumnSpec
 
 ELAPSED_CAP_DAYS = 60  # days since/until an event, beyond this "long ago" is all the same
 COMPETITION_CAP_MONTHS = 24

@@ -36,33 +36,37 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from rossmann_embed.embeddings import (
+from rossmann_embed.rossmann.geography import (
+    geography_score,
+    german_state_coordinates,
+    german_states,
+)
+from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.export import (
     embedding_table,
     export_tables,
     factor_tables,
     known_rows,
-    label_columns,
     principal_components,
-    project,
     vectors_of,
     write_factor_tables,
-    write_projector,
-    write_text,
 )
-from rossmann_embed.errors import InputError
-from rossmann_embed.geography import (
-    GeographyScore,
-    geography_score,
-    german_state_coordinates,
-    german_states,
-    spatial_score,
-)
-from rossmann_embed.plots import (
+from rossmann_embed.tabular.files import write_text
+from rossmann_embed.tabular.plots import (
     plot_factor_scatter,
     plot_geography_alignment,
     plot_labelled_map,
     plot_points_by_group,
 )
+from rossmann_embed.tabular.report import (
+    METHOD_NAMES,
+    component_title,
+    projections,
+    run_weights,
+    with_labels,
+    write_projector_files,
+)
+from rossmann_embed.tabular.spatial import GeographyScore, spatial_score
 
 STORE_ATTRIBUTES = ("State", "StoreType", "Assortment")
 FACTOR_COMPONENTS = 3
@@ -76,13 +80,6 @@ def _require(frame: pl.DataFrame, columns: Sequence[str], source: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise InputError.at(source, f"columns {list(columns)}", column=missing[0])
-
-
-def _with_labels(table: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
-    """Join label columns (keyed by ``value``) in after ``index``, before the vectors."""
-    joined = table.join(labels, on="value", how="left", maintain_order="left")
-    extra = [c for c in labels.columns if c != "value"]
-    return joined.select("value", "index", *extra, *[c for c in table.columns[2:]])
 
 
 def state_names() -> pl.DataFrame:
@@ -114,9 +111,9 @@ def build_tables(
         raise ValueError(f"embedding {missing[0]!r} has no vocabulary")
     tables = {c: embedding_table(c, vocabularies[c], w) for c, w in weights.items()}
     if "Store" in tables and stores is not None:
-        tables["Store"] = _with_labels(tables["Store"], store_labels(stores))
+        tables["Store"] = with_labels(tables["Store"], store_labels(stores))
     if "State" in tables:
-        tables["State"] = _with_labels(tables["State"], state_names())
+        tables["State"] = with_labels(tables["State"], state_names())
     return tables
 
 
@@ -128,39 +125,13 @@ def _display(code: pl.Expr, name: pl.Expr) -> pl.Expr:
 # --- projections and figures -------------------------------------------------------------------
 
 
-def _projections(table: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, dict[str, tuple]]:
-    """Known rows' labels with PCA and t-SNE positions, and axis titles for each method."""
-    known = known_rows(table)
-    vectors = vectors_of(known)
-    pca, explained = principal_components(vectors, 2)
-    pca = np.pad(pca, ((0, 0), (0, 2 - pca.shape[1])))
-    explained = np.pad(explained, (0, 2 - len(explained)))
-    tsne = project(vectors, "tsne", seed)
-    frame = known.select(label_columns(known)).with_columns(
-        pca_x=pca[:, 0], pca_y=pca[:, 1], tsne_x=tsne[:, 0], tsne_y=tsne[:, 1]
-    )
-    axes = {
-        "pca": tuple(_component_title(j, explained[j - 1]) for j in (1, 2)),
-        "tsne": ("t-SNE dimension 1", "t-SNE dimension 2"),
-    }
-    return frame, axes
-
-
-def _component_title(j: int, share: float) -> str:
-    shown = f"{share:.1%}" if share >= 0.001 else "<0.1%"
-    return f"principal component {j} ({shown} of variance)"
-
-
-_METHOD = {"pca": "PCA", "tsne": "t-SNE"}
-
-
 def _state_figures(proj: pl.DataFrame, axes: dict[str, tuple], figures: Path) -> list[Path]:
     label = pl.coalesce("name", "value").alias("label")
     paths = []
     for m in ("pca", "tsne"):
         points = proj.select(label, x=f"{m}_x", y=f"{m}_y")
         paths.append(plot_labelled_map(
-            points, f"State embeddings ({_METHOD[m]})", figures / f"state_{m}.png", *axes[m],
+            points, f"State embeddings ({METHOD_NAMES[m]})", figures / f"state_{m}.png", *axes[m],
             equal_aspect=m == "pca",
         ))  # fmt: skip
     return paths
@@ -173,8 +144,8 @@ def _store_figures(proj: pl.DataFrame, axes: dict[str, tuple], figures: Path) ->
     for m in ("pca", "tsne"):
         points = proj.select(group, x=f"{m}_x", y=f"{m}_y")
         paths.append(plot_points_by_group(
-            points, f"{n} store embeddings by state ({_METHOD[m]})", figures / f"store_{m}.png",
-            *axes[m], group_title="State", equal_aspect=m == "pca",
+            points, f"{n} store embeddings by state ({METHOD_NAMES[m]})",
+            figures / f"store_{m}.png", *axes[m], group_title="State", equal_aspect=m == "pca",
         ))  # fmt: skip
     return paths
 
@@ -195,7 +166,7 @@ def _store_factors(store: pl.DataFrame, factors: Path, figures: Path) -> tuple[l
         paths.append(plot_factor_scatter(
             frame, figures / "store_pc2_pc3.png",
             title="Store embeddings: principal components 2 and 3",
-            xlabel=_component_title(2, explained[1]), ylabel=_component_title(3, explained[2]),
+            xlabel=component_title(2, explained[1]), ylabel=component_title(3, explained[2]),
             group_title="State",
         ))  # fmt: skip
     return paths, [float(e) for e in explained]
@@ -261,16 +232,6 @@ def _geography(
 # --- projector ---------------------------------------------------------------------------------
 
 
-def _projector(tables: Mapping[str, pl.DataFrame], out_dir: Path) -> list[Path]:
-    """Known rows of every embedding; metadata = its labels with ``value`` named as the column."""
-    known = {c: known_rows(t) for c, t in tables.items()}
-    metadata = {
-        c: t.select([pl.col("value").alias(c), *[x for x in label_columns(t)[2:]]])
-        for c, t in known.items()
-    }
-    return write_projector(out_dir, known, metadata)
-
-
 # --- everything --------------------------------------------------------------------------------
 
 
@@ -300,7 +261,7 @@ def write_maps(
     paths = export_tables(tables, out_dir / "tables")
     summary: dict[str, Any] = {"out_dir": str(out_dir)}
     if "State" in tables:
-        proj, axes = _projections(tables["State"], seed)
+        proj, axes = projections(tables["State"], seed)
         paths.append(write_text(out_dir / "projections" / "State.csv", proj.write_csv()))
         paths += _state_figures(proj, axes, figures)
         summary["geography"], written = _geography(
@@ -308,14 +269,14 @@ def write_maps(
         )
         paths += written
     if "Store" in tables:
-        proj, axes = _projections(tables["Store"], seed)
+        proj, axes = projections(tables["Store"], seed)
         paths.append(write_text(out_dir / "projections" / "Store.csv", proj.write_csv()))
         paths += _store_figures(proj, axes, figures)
         written, summary["explained_variance"] = _store_factors(
             tables["Store"], out_dir / "factors", figures
         )
         paths += written
-    paths += _projector(tables, out_dir / "projector")
+    paths += write_projector_files(tables, out_dir / "projector")
     summary["files"] = sorted(str(p.relative_to(out_dir)) for p in paths)
     summary["seconds"] = round(time.perf_counter() - start, 2)
     return summary
@@ -326,11 +287,6 @@ __all__ = ["build_tables", "score_states", "state_names", "store_labels", "write
 
 
 # --- a trained run -----------------------------------------------------------------------------
-
-
-def run_weights(model: Any) -> dict[str, np.ndarray]:
-    """Embedding matrices of one EntityEmbeddingRegressor, by column."""
-    return {name: emb.weight.detach().cpu().numpy() for name, emb in model.embeddings.items()}
 
 
 def write_run_maps(run: Any, stores: pl.DataFrame, out_dir: Path, *, member: int = 0,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import polars as pl
 
-from rossmann_embed.errors import InputError
-from rossmann_embed.geography import german_states
+from rossmann_embed.rossmann.geography import german_states
+from rossmann_embed.tabular.errors import InputError
 
 HELP = "see data/README.md for where to get the Rossmann files"
 STATE_HOLIDAYS = ["0", "a", "b", "c"]

@@ -14,14 +14,8 @@ import numpy as np
 import torch
 from pytorch_lightning import LightningDataModule
 
-from rossmann_embed.encoding import EncodedTable
-
-# 2048 rows a step: the (2048 x ~250) @ (250 x 1000) and (2048 x 1000) @ (1000 x 500) matmuls
-# run near the CPU's peak matmul rate on 2 cores, so fixed per-step costs (optimizer step,
-# Lightning hooks, embedding lookups) stay a few percent of a step, while ~400 steps an epoch
-# on Rossmann's ~800k rows is still plenty for AdamW + OneCycle to converge in a few epochs.
-# Smaller batches spend a growing share of the epoch in per-step overhead (see README/benchmark).
-DEFAULT_BATCH_SIZE = 2048
+from rossmann_embed.tabular.config import DEFAULT_BATCH_SIZE
+from rossmann_embed.tabular.encoding import EncodedTable
 
 # Validation has no backward pass and no optimizer step, so bigger batches are free.
 VALIDATION_BATCH_FACTOR = 4

@@ -28,7 +28,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
-from rossmann_embed.embeddings import atomic_write
+from rossmann_embed.tabular.files import atomic_write
 
 DPI = 150
 # 12 clearly distinct colours (tab10 plus black and gold); markers cycle too, so groups stay

@@ -33,11 +33,11 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rossmann_embed.config import TrainConfig, write_json
-from rossmann_embed.embeddings import atomic_write
-from rossmann_embed.errors import InputError
-from rossmann_embed.io import read_table
-from rossmann_embed.model import rmspe
+from rossmann_embed.rossmann.config import TrainConfig
+from rossmann_embed.rossmann.io import read_table
+from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.files import atomic_write, write_csv, write_json
+from rossmann_embed.tabular.metrics import rmspe
 
 MODELS = ("network", "lightgbm", "median")
 TEST_COLUMNS = ["Id", "Store", "DayOfWeek", "Date", "Open", "Promo", "StateHoliday",
@@ -88,7 +88,6 @@ def cut_data(data_dir: Path, train: pl.DataFrame, window: Window, out: Path) -> 
     """Write the cut of ``data_dir`` at ``window`` into ``out`` (train.csv before the window,
     test.csv of the window in Kaggle's layout; store.csv and external/ linked) and return the
     window's ``Id, Store, Date, Sales``. An existing complete cut is reused."""
-    from rossmann_embed.inference import write_csv_atomic
 
     in_window = pl.col("Date").is_between(window.first, window.last)
     target = (train.filter(in_window).sort("Date", "Store")
@@ -99,8 +98,8 @@ def cut_data(data_dir: Path, train: pl.DataFrame, window: Window, out: Path) -> 
                             "shorter --horizon")
     marker = out / "cut.json"
     if not marker.is_file():
-        write_csv_atomic(train.filter(pl.col("Date") < window.first), out / "train.csv")
-        write_csv_atomic(target.select(TEST_COLUMNS), out / "test.csv")
+        write_csv(train.filter(pl.col("Date") < window.first), out / "train.csv")
+        write_csv(target.select(TEST_COLUMNS), out / "test.csv")
         for name in ("store.csv", "external"):
             link = out / name
             if not link.exists():
@@ -133,8 +132,8 @@ def network_config(options: BacktestOptions, cut: Path, run_dir: Path) -> TrainC
 
 def predict_network(config: TrainConfig, cut: Path) -> pl.DataFrame:
     """Train (or resume) the run, then predict the cut's test.csv as ``submit`` would."""
-    from rossmann_embed.inference import load_runs, predict_kaggle
-    from rossmann_embed.training import fit
+    from rossmann_embed.rossmann.inference import load_runs, predict_kaggle
+    from rossmann_embed.rossmann.training import fit
 
     run_dir = Path(config.out)
     saved = run_dir / "config.json"
@@ -151,8 +150,8 @@ def predict_network(config: TrainConfig, cut: Path) -> pl.DataFrame:
 def baseline_rows(cut: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The cut's model rows (open days with Sales > 0 before the window) and the window's
     feature rows, without weather or trends (the baselines use neither)."""
-    from rossmann_embed.features import build_features, model_rows
-    from rossmann_embed.io import read_rossmann
+    from rossmann_embed.rossmann.features import build_features, model_rows
+    from rossmann_embed.rossmann.io import read_rossmann
 
     frame = build_features(read_rossmann(cut, weather=False, trends=False)).frame
     history, _ = model_rows(frame.filter(pl.col("Set") == "train"))
@@ -161,7 +160,7 @@ def baseline_rows(cut: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def predict_lightgbm(history: pl.DataFrame, rows: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
     """LightGBM at full strength: fit on the history, predict the window (0 when closed)."""
-    from rossmann_embed.boosting import LightGBMForecaster
+    from rossmann_embed.rossmann.boosting import LightGBMForecaster
 
     forecaster = LightGBMForecaster().fit(history)
     info = {"rounds": forecaster.rounds_,
@@ -342,12 +341,12 @@ def _window_result(where: Path, window: Window, actual: pl.DataFrame) -> dict:
 
 
 def _settings(model: str, options: BacktestOptions) -> dict:
-    from rossmann_embed.boosting import LIGHTGBM_PARAMS
+    from rossmann_embed.rossmann.boosting import LIGHTGBM_PARAMS
 
     if model == "network":  # the resolved recipe (defaults included); its boosted half too
         recipe = network_config(options, Path(), Path()).to_dict()
-        for path in ("data_dir", "out"):
-            recipe.pop(path)
+        for where_or_how in ("data_dir", "out", "logger"):  # not what the model learns
+            recipe.pop(where_or_how)
         return {**recipe, "lightgbm": LIGHTGBM_PARAMS}
     return {"params": LIGHTGBM_PARAMS} if model == "lightgbm" else {}
 

@@ -1,9 +1,11 @@
-"""Fitted, serialisable preprocessing: category vocabularies (0 = unknown) and continuous scaling.
+"""Fitted, serialisable preprocessing: category vocabularies (0 = unknown), continuous
+scaling, and the target transform.
 
-Generic: knows nothing about Rossmann. A ``ColumnSpec`` says which columns are categorical,
-which are continuous and which is the target; a ``Preprocessor`` learns vocabularies and
-scaling from a frame and turns any frame with those columns into tensors. ``to_dict`` /
-``from_dict`` round-trip through plain data (JSON-able), so it travels inside a checkpoint.
+A ``ColumnSpec`` says which columns are categorical, which are continuous, which is the
+target and how the model sees it (``log``, ``log1p`` or ``none``); a ``Preprocessor`` learns
+vocabularies and scaling from a frame and turns any frame with those columns into tensors.
+``to_dict`` / ``from_dict`` round-trip through plain data (JSON-able), so it travels inside a
+checkpoint.
 """
 
 from __future__ import annotations
@@ -15,27 +17,59 @@ import numpy as np
 import polars as pl
 import torch
 
-from rossmann_embed.errors import InputError
+from rossmann_embed.tabular.errors import InputError
+
+TARGET_TRANSFORMS = ("log", "log1p", "none")
+
+
+def forward_target(values: np.ndarray, transform: str) -> np.ndarray:
+    """The target as the model learns it (log of 0 is -inf: such rows are left out of the loss)."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if transform == "log":
+            return np.log(values)
+        if transform == "log1p":
+            return np.log1p(values)
+    return values
+
+
+def inverse_target(values: np.ndarray, transform: str) -> np.ndarray:
+    """Predictions in the target's own units from the model's space."""
+    values = np.asarray(values, dtype=np.float64)
+    if transform == "log":
+        return np.exp(values)
+    if transform == "log1p":
+        return np.expm1(values)
+    return values
 
 
 @dataclass(frozen=True)
 class ColumnSpec:
-    """Which columns the model sees: categorical (name -> cardinality seen), continuous, target."""
+    """Which columns the model sees: categorical (name -> cardinality seen), continuous, the
+    target, and the target's transform (one of ``TARGET_TRANSFORMS``)."""
 
     categorical: dict[str, int]
     continuous: list[str]
-    target: str | None = "Sales"
+    target: str | None = None
+    target_transform: str = "log"
+
+    def __post_init__(self) -> None:
+        if self.target_transform not in TARGET_TRANSFORMS:
+            raise ValueError(f"target_transform must be one of {TARGET_TRANSFORMS}, "
+                             f"got {self.target_transform!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "categorical": dict(self.categorical),
             "continuous": list(self.continuous),
             "target": self.target,
+            "target_transform": self.target_transform,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ColumnSpec:
-        return cls(dict(data["categorical"]), list(data["continuous"]), data.get("target"))
+        return cls(dict(data["categorical"]), list(data["continuous"]), data.get("target"),
+                   data.get("target_transform", "log"))
 
 
 @dataclass
@@ -44,7 +78,7 @@ class EncodedTable:
 
     categorical: torch.Tensor  # int64 [rows, n_categorical]
     continuous: torch.Tensor  # float32 [rows, n_continuous]
-    target: torch.Tensor | None = None  # float32 [rows], log(target)
+    target: torch.Tensor | None = None  # float32 [rows], the transformed target
 
     def __len__(self) -> int:
         return self.categorical.shape[0]
@@ -108,8 +142,8 @@ class Preprocessor:
         target = None
         if self.spec.target is not None and self.spec.target in frame.columns:
             values = frame.get_column(self.spec.target).cast(pl.Float64).to_numpy()
-            with np.errstate(divide="ignore"):
-                target = torch.from_numpy(np.log(values).astype(np.float32))
+            transformed = forward_target(values, self.spec.target_transform)
+            target = torch.from_numpy(transformed.astype(np.float32))
         return EncodedTable(categorical.contiguous(), continuous.contiguous(), target)
 
     def fit_transform(self, frame: pl.DataFrame) -> EncodedTable:

@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from rossmann_embed.config import write_json
-from rossmann_embed.geography import german_states
-from rossmann_embed.io import PROMO_INTERVALS, SCHEMAS, STATE_HOLIDAYS
-from rossmann_embed.model import rmspe
+from rossmann_embed.rossmann.geography import german_states
+from rossmann_embed.rossmann.io import PROMO_INTERVALS, SCHEMAS, STATE_HOLIDAYS
+from rossmann_embed.tabular.files import write_json
+from rossmann_embed.tabular.metrics import rmspe
 
 SINCE_CAP_DAYS = 30
 UNTIL_CAP_DAYS = 14
@@ -122,7 +122,7 @@ class LightGBMForecaster:
         """Early stopping on the last ``inner_days`` days of ``rows``, then refit on all."""
         import lightgbm as lgb
 
-        from rossmann_embed.features import hide_future
+        from rossmann_embed.rossmann.features import hide_future
 
         start = time.perf_counter()
         rows = hide_future(rows, self.hide_future, int(self.params.get("seed", 0)))

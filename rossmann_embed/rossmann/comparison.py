@@ -72,15 +72,17 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from rossmann_embed.config import write_json
-from rossmann_embed.data import TensorDataModule
-from rossmann_embed.embeddings import EmbeddingEncoder, atomic_write, markdown_table, write_text
-from rossmann_embed.encoding import ColumnSpec, EncodedTable, Preprocessor
-from rossmann_embed.errors import InputError
-from rossmann_embed.features import build_features, hide_future, model_rows
-from rossmann_embed.io import read_rossmann
-from rossmann_embed.model import EntityEmbeddingRegressor, default_embedding_size, rmspe
-from rossmann_embed.plots import save_figure, theme
+from rossmann_embed.rossmann.features import build_features, hide_future, model_rows
+from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.tabular.data import TensorDataModule
+from rossmann_embed.tabular.embedding_encoder import EmbeddingEncoder
+from rossmann_embed.tabular.encoding import ColumnSpec, EncodedTable, Preprocessor
+from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.export import markdown_table
+from rossmann_embed.tabular.files import atomic_write, write_json, write_text
+from rossmann_embed.tabular.metrics import mape, rmspe
+from rossmann_embed.tabular.model import EntityEmbeddingRegressor, default_embedding_size
+from rossmann_embed.tabular.plots import save_figure, theme
 
 SETTINGS = ("paper", "full")
 PAPER_FEATURES = ["Store", "DayOfWeek", "Day", "Month", "Year", "Promo", "State"]
@@ -334,15 +336,6 @@ class Evaluation:
         print(f"[{self.setting}] {model} ({features}): MAPE {self.results[-1]['mape']:.4f}, "
               f"RMSPE {self.results[-1]['rmspe']:.4f}, fit {fit_seconds:.1f} s, "
               f"predict {predict_seconds:.1f} s", flush=True)
-
-
-def mape(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Mean absolute percentage error over rows with ``y_true != 0`` (as ``rmspe``)."""
-    y_true = np.asarray(y_true, dtype=np.float64)
-    keep = y_true != 0
-    if not keep.any():
-        return float("nan")
-    return float(np.mean(np.abs((y_true[keep] - np.asarray(y_pred)[keep]) / y_true[keep])))
 
 
 def run_setting(setting: str, spec: ColumnSpec, split: Split,

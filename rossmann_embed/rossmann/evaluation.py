@@ -20,13 +20,13 @@ from pathlib import Path
 import polars as pl
 import seaborn as sns
 
-from rossmann_embed.config import write_json
-from rossmann_embed.errors import InputError
-from rossmann_embed.features import build_features
-from rossmann_embed.inference import Predictor, check_known_stores, predict_sales
-from rossmann_embed.io import read_rossmann
-from rossmann_embed.model import rmspe
-from rossmann_embed.plots import label_axes, new_axes, save_figure, theme
+from rossmann_embed.rossmann.features import build_features
+from rossmann_embed.rossmann.inference import Predictor, check_known_stores, predict_sales
+from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.files import write_json
+from rossmann_embed.tabular.metrics import rmspe
+from rossmann_embed.tabular.plots import label_axes, new_axes, save_figure, theme
 
 GROUPS = {"by_store_type": "StoreType", "by_state": "State", "by_week": "WeekStart"}
 WORST_STORES = 10  # named in the figure, the JSON and the printed summary

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from rossmann_embed.errors import InputError
+from rossmann_embed.tabular.errors import InputError
 
 # The 12 state codes of Guo & Berkhahn's store_states.csv (Bremen and Niedersachsen share one).
 STATES: tuple[str, ...] = (

@@ -1,0 +1,120 @@
+"""fit(config) -> run directory: data, preprocessing, one Trainer per seed, validation report.
+
+Run directory layout::
+
+    config.json            the resolved TrainConfig
+    data_report.json       row counts: read, used for features, kept for the model, dropped why
+    checkpoints/seed-S/    best.ckpt and last.ckpt of each ensemble member
+    logs/seed-S/           Lightning's CSV logs
+    metrics.csv            every member's per-epoch metrics, with a seed column
+    lightgbm/              the boosted half (``lightgbm_weight`` > 0): LightGBM fed with the
+                           first member's store factors (model.txt, settings.json,
+                           store_factors.csv, blend.json)
+    validation.json        RMSPE of the forecast, of the network alone, of the boosted half
+                           and of each member on the validation days
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from pytorch_lightning import Callback
+
+from rossmann_embed.rossmann.boosting import Boosted, store_factors
+from rossmann_embed.rossmann.config import TrainConfig
+from rossmann_embed.rossmann.features import build_features, hide_future, model_rows, time_split
+from rossmann_embed.rossmann.inference import load_run
+from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.tabular.encoding import Preprocessor
+from rossmann_embed.tabular.files import write_json
+from rossmann_embed.tabular.metrics import rmspe
+from rossmann_embed.tabular.runs import load_member
+from rossmann_embed.tabular.training import train_members
+
+Y_RANGE_HEADROOM = 1.2  # log-sales output bounded to [0, 1.2 * log(max sales)], as fastai
+
+
+def prepare(config: TrainConfig) -> tuple[pl.DataFrame, pl.DataFrame, Preprocessor, dict]:
+    """Read, build features, choose the model rows and split: (train, validation, fitted
+    preprocessing, report of row counts). ``fit`` hides the training rows' future."""
+    data = read_rossmann(config.data_dir, weather=config.weather, trends=config.trends)
+    table = build_features(data)
+    rows, counts = model_rows(table.frame)
+    train, validation = time_split(rows, config.validation_days)
+    report = {**table.report, **counts, "rows_fit": train.height,
+              "rows_validation": validation.height}
+    preprocessor = Preprocessor(table.spec).fit(train)
+    return train, validation, preprocessor, report
+
+
+def fit(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback] = ()) -> Path:
+    """Train ``config.seeds`` models into ``config.out`` and write the validation report;
+    ``callbacks`` join each member's Trainer."""
+    run_dir = Path(config.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / "config.json")
+    train, validation, preprocessor, report = prepare(config)
+    write_json(run_dir / "data_report.json", report)
+    print(", ".join(f"{k}={v:,}" for k, v in report.items()))
+    train_tensors = preprocessor.transform(hide_future(train, config.hide_future, config.seed))
+    val_tensors = preprocessor.transform(validation) if validation.height else None
+    y_range = (0.0, Y_RANGE_HEADROOM * math.log(train.get_column("Sales").max()))
+    features = {"features": {"weather": config.weather, "trends": config.trends}}
+    if train_members(config, run_dir, preprocessor, train_tensors, val_tensors, y_range,
+                     resume=resume, callbacks=callbacks, metadata=features):
+        if config.lightgbm_weight > 0:
+            fit_boosted(config, run_dir, train, preprocessor, resume)
+        else:  # the network alone: a boosted half of an earlier recipe must not be loaded
+            shutil.rmtree(run_dir / "lightgbm", ignore_errors=True)
+        if validation.height:
+            write_json(run_dir / "validation.json", validation_report(run_dir, validation))
+    return run_dir
+
+
+def fit_boosted(config: TrainConfig, run_dir: Path, train: pl.DataFrame,
+                preprocessor: Preprocessor, resume: bool = False) -> None:
+    """The boosted half: LightGBM on the network's training rows plus the first member's
+    store factors, saved into ``run_dir / "lightgbm"`` (kept on ``resume`` when complete)."""
+    directory = run_dir / "lightgbm"
+    if resume and Boosted.saved_matches(directory, config.lightgbm_weight, config.store_factors,
+                                        config.hide_future):
+        return
+    member = load_member(run_dir / "checkpoints" / f"seed-{config.seed}" / "best.ckpt")
+    weights = member.embeddings["Store"].weight.detach().cpu().numpy()
+    factors = store_factors(preprocessor.vocabularies["Store"], weights, config.store_factors)
+    start = time.perf_counter()
+    Boosted.fit(train, factors, config.lightgbm_weight, config.hide_future,
+                config.store_factors).save(directory)
+    print(f"boosted half: LightGBM with {factors.width - 1} store factors in "
+          f"{time.perf_counter() - start:.0f} s -> {directory}")
+
+
+def validation_report(run_dir: Path, validation: pl.DataFrame) -> dict:
+    """RMSPE on the validation rows: the run's forecast (members' log-space mean, blended with
+    the boosted half if there is one), the network alone, the boosted half, each member."""
+    run = load_run(run_dir)
+    sales = validation.get_column("Sales").to_numpy()
+    logs = run.member_logs(validation)
+    members = [{"seed": int(label.removeprefix("seed-")), "rmspe": rmspe(sales, np.exp(log))}
+               for label, log in logs.items()]
+    network = np.mean(list(logs.values()), axis=0)
+    dates = validation.get_column("Date")
+    report = {
+        "rmspe": rmspe(sales, np.exp(run.predict_log(validation))),
+        "network_rmspe": rmspe(sales, np.exp(network)),
+        "rows": validation.height,
+        "date_from": dates.min(),
+        "date_to": dates.max(),
+        "members": members,
+        "mean_member_rmspe": float(np.mean([m["rmspe"] for m in members])),
+    }
+    if run.boosted is not None:
+        report["lightgbm_rmspe"] = rmspe(sales, np.exp(run.boosted.predict_log(validation)))
+        report["lightgbm_weight"] = run.boosted.weight
+    return report

@@ -1,0 +1,136 @@
+"""Which columns of a table are categorical, continuous or dates: named, or inferred and reported.
+
+Columns named by the user keep the role given. Every other column is inferred from its type:
+
+- strings, categoricals and booleans are categorical;
+- integers with few distinct values are categorical (codes such as a store id or a weekday),
+  other integers and all floats continuous;
+- a date or datetime becomes calendar parts: the year (continuous, so a later year is not an
+  unknown category), month, day, day of week and week of year (categorical) and the day of
+  the year (continuous).
+
+``ColumnRoles`` records the decision and the reason for each column, travels as plain data
+inside a run, and applies the same date expansion to any later table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import polars as pl
+
+from rossmann_embed.tabular.errors import InputError
+
+FEW_CODES = 20  # at most this many distinct integers: always categorical
+MAX_CODES = 2000  # more distinct integers than this: continuous (a count, an amount)
+CODE_SHARE = 0.01  # ... and so are integers with more distinct values than 1% of the rows
+DATE_PARTS: dict[str, tuple[str, Callable[[pl.Expr], pl.Expr]]] = {
+    # part -> (role, expression on the date)
+    "year": ("continuous", lambda date: date.dt.year()),
+    "month": ("categorical", lambda date: date.dt.month()),
+    "day": ("categorical", lambda date: date.dt.day()),
+    "weekday": ("categorical", lambda date: date.dt.weekday()),
+    "week": ("categorical", lambda date: date.dt.week()),
+    "dayofyear": ("continuous", lambda date: date.dt.ordinal_day()),
+}
+
+
+@dataclass
+class ColumnRoles:
+    """The model's input columns: categorical and continuous ones (date parts included), the
+    date columns they came from, and why each input column got its role."""
+
+    categorical: list[str]
+    continuous: list[str]
+    dates: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> list[str]:
+        """The columns a table must have: non-date inputs and the date columns."""
+        parts = {part_name(d, p) for d in self.dates for p in DATE_PARTS}
+        return [c for c in [*self.categorical, *self.continuous] if c not in parts] + self.dates
+
+    def expand(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``frame`` with each date column replaced by its calendar parts."""
+        parts = [
+            expression(pl.col(d)).alias(part_name(d, part))
+            for d in self.dates for part, (_, expression) in DATE_PARTS.items()
+        ]
+        return frame.with_columns(parts).drop(self.dates) if self.dates else frame
+
+    def report(self) -> list[str]:
+        """One line per input column: its role and why."""
+        return [f"{column}: {reason}" for column, reason in self.reasons.items()]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ColumnRoles:
+        return cls(**data)
+
+
+def part_name(date_column: str, part: str) -> str:
+    return f"{date_column}_{part}"
+
+
+def infer_roles(frame: pl.DataFrame, *, categorical: Sequence[str] | None = None,
+                continuous: Sequence[str] | None = None,
+                source: str = "table") -> ColumnRoles:
+    """Roles for every column of ``frame`` (the inputs, without the target): the named ones as
+    given, the others inferred from their type and number of distinct values."""
+    named_categorical, named_continuous = list(categorical or []), list(continuous or [])
+    for column in [*named_categorical, *named_continuous]:
+        if column not in frame.columns:
+            raise InputError.at(source, f"a column named {column!r} (columns: "
+                                f"{', '.join(frame.columns)})", column=column)
+    both = set(named_categorical) & set(named_continuous)
+    if both:
+        name = sorted(both)[0]
+        raise InputError.at(source, "each column either categorical or continuous, not both",
+                            column=name)
+    roles = ColumnRoles([], [])
+    for column in frame.columns:
+        dtype = frame.schema[column]
+        if column in named_categorical:
+            role, reason = "categorical", "categorical (named)"
+        elif column in named_continuous:
+            if not dtype.is_numeric() and dtype != pl.Boolean:
+                raise InputError.at(source, "numbers in a continuous column", column=column,
+                                    value=str(dtype))
+            role, reason = "continuous", "continuous (named)"
+        else:
+            role, reason = _inferred_role(frame.get_column(column), source)
+        if role == "date":
+            roles.dates.append(column)
+            for part, (part_role, _) in DATE_PARTS.items():
+                getattr(roles, part_role).append(part_name(column, part))
+        else:
+            getattr(roles, role).append(column)
+        roles.reasons[column] = reason
+    return roles
+
+
+def _inferred_role(values: pl.Series, source: str) -> tuple[str, str]:
+    dtype = values.dtype
+    if dtype in (pl.String, pl.Categorical, pl.Boolean) or isinstance(dtype, pl.Enum):
+        return "categorical", f"categorical ({_type_name(dtype)})"
+    if dtype in (pl.Date, pl.Datetime) or isinstance(dtype, pl.Datetime):
+        parts = ", ".join(DATE_PARTS)
+        return "date", f"date -> calendar parts ({parts})"
+    if dtype.is_integer():
+        distinct = values.n_unique()
+        limit = max(FEW_CODES, min(MAX_CODES, int(CODE_SHARE * len(values))))
+        if distinct <= limit:
+            return "categorical", f"categorical (integer, {distinct} distinct <= {limit})"
+        return "continuous", f"continuous (integer, {distinct} distinct > {limit})"
+    if dtype.is_float():
+        return "continuous", "continuous (float)"
+    raise InputError.at(source, "a string, boolean, number or date column (name it in --drop "
+                        "to leave it out)", column=values.name, value=str(dtype))
+
+
+def _type_name(dtype: pl.DataType) -> str:
+    return "string" if dtype == pl.String else str(dtype).lower()

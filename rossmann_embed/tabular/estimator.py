@@ -1,0 +1,401 @@
+"""EmbeddingRegressor: entity embeddings for any table, as a scikit-learn estimator.
+
+``fit(X, y)`` infers which columns are categorical (``columns.infer_roles``), learns an
+embedding per categorical column together with an MLP (``model.EntityEmbeddingRegressor``,
+trained by Lightning through ``training.train_members``), and keeps the run directory it
+trained into. ``predict`` returns an array, ``transform`` the learned embedding features
+(``EmbeddingEncoder``), ``embeddings_`` one labelled frame per categorical column, and
+``save`` / ``load`` a run directory of plain JSON plus weights-only checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
+from sklearn.utils import Tags
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from rossmann_embed.tabular.columns import ColumnRoles, infer_roles
+from rossmann_embed.tabular.config import LOGGERS, NetworkConfig
+from rossmann_embed.tabular.encoding import (
+    TARGET_TRANSFORMS,
+    ColumnSpec,
+    Preprocessor,
+    forward_target,
+)
+from rossmann_embed.tabular.files import write_json
+from rossmann_embed.tabular.frames import to_frame
+from rossmann_embed.tabular.metrics import mae, rmse, rmspe
+from rossmann_embed.tabular.runs import load_tabular_run
+from rossmann_embed.tabular.training import train_members
+
+ESTIMATOR_FILE = "estimator.json"
+TARGET = "__target__"  # the target's column inside the model's frames
+Y_RANGE_MARGIN = 0.1  # auto y_range: the training targets' span, widened by 10% each side
+
+
+class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
+    """Entity-embedding regressor (Guo & Berkhahn 2016) for any table.
+
+    Args:
+        categorical, continuous: column names with a fixed role; the others are inferred
+            (strings, booleans and integers with few values are categorical, other numbers
+            continuous, dates become calendar parts). ``roles_`` holds the decision.
+        target_transform: ``"log"`` (targets > 0; validation reports RMSPE), ``"log1p"``
+            (targets >= 0), ``"none"``, or ``"auto"``: the first of these the target allows.
+        y_range: ``(lo, hi)`` bounds of the output in the transformed space, ``"auto"`` (the
+            training targets' span widened by 10%) or ``None`` (unbounded).
+        time_column: with it, the latest ``validation_fraction`` of its span is validation
+            (the way a forecast is checked); without, a seeded random fraction of the rows.
+        validation_fraction: share held out for early stopping and the best checkpoint;
+            0 trains on every row for ``epochs`` epochs.
+        out: the run directory to train into; default a temporary one (``save`` keeps it).
+        epochs .. logger: the network and Trainer options of ``NetworkConfig``.
+    """
+
+    def __init__(
+        self,
+        categorical: Sequence[str] | None = None,
+        continuous: Sequence[str] | None = None,
+        target_transform: str = "auto",
+        y_range: tuple[float, float] | str | None = "auto",
+        time_column: str | None = None,
+        validation_fraction: float = 0.1,
+        epochs: int = 10,
+        batch_size: int = 2048,
+        learning_rate: float = 3e-3,
+        weight_decay: float = 1e-5,
+        loss: str = "mse",
+        seed: int = 0,
+        seeds: int = 1,
+        embedding_sizes: dict[str, int] | None = None,
+        hidden_sizes: Sequence[int] = (1000, 500),
+        dropout: float = 0.0,
+        embedding_dropout: float = 0.04,
+        batch_norm: bool = False,
+        patience: int = 5,
+        accelerator: str = "auto",
+        devices: str = "auto",
+        strategy: str = "auto",
+        precision: str = "32-true",
+        logger: str = "csv",
+        out: str | None = None,
+    ) -> None:
+        # scikit-learn convention: store the parameters untouched, check them in fit.
+        self.categorical = categorical
+        self.continuous = continuous
+        self.target_transform = target_transform
+        self.y_range = y_range
+        self.time_column = time_column
+        self.validation_fraction = validation_fraction
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.loss = loss
+        self.seed = seed
+        self.seeds = seeds
+        self.embedding_sizes = embedding_sizes
+        self.hidden_sizes = hidden_sizes
+        self.dropout = dropout
+        self.embedding_dropout = embedding_dropout
+        self.batch_norm = batch_norm
+        self.patience = patience
+        self.accelerator = accelerator
+        self.devices = devices
+        self.strategy = strategy
+        self.precision = precision
+        self.logger = logger
+        self.out = out
+
+    # ---- scikit-learn API ----------------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any) -> EmbeddingRegressor:
+        """Infer the columns' roles, split off validation rows, train into the run directory."""
+        config = self.check_params()
+        frame = to_frame(X, type(self).__name__)
+        target = _target_array(y, frame.height)
+        self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        self.n_features_in_ = frame.width
+        self.roles_ = infer_roles(frame, categorical=self.categorical,
+                                  continuous=self.continuous, source="X")
+        self.target_transform_ = _choose_transform(self.target_transform, target)
+        rows = self.roles_.expand(frame).with_columns(pl.Series(TARGET, target))
+        train, validation = self._split(frame, rows)
+        spec = ColumnSpec(
+            {c: train.get_column(c).n_unique() for c in self.roles_.categorical},
+            list(self.roles_.continuous), TARGET, self.target_transform_)
+        preprocessor = Preprocessor(spec).fit(train)
+        transformed = forward_target(train.get_column(TARGET).to_numpy(), spec.target_transform)
+        self.y_range_ = _y_range(self.y_range, transformed)
+        run_dir = Path(self.out) if self.out else Path(tempfile.mkdtemp(prefix="embreg-"))
+        if run_dir.exists() and any((run_dir / "checkpoints").glob("seed-*")):
+            shutil.rmtree(run_dir / "checkpoints")  # a refit starts afresh
+        run_dir.mkdir(parents=True, exist_ok=True)
+        val_tensors = preprocessor.transform(validation) if validation.height else None
+        with _quiet_lightning():
+            train_members(config, run_dir, preprocessor, preprocessor.transform(train),
+                          val_tensors, self.y_range_, summary=False)
+        self.run_ = load_tabular_run(run_dir)
+        self.validation_ = self._scores(validation) if validation.height else {}
+        self.validation_["rows"] = validation.height
+        self.validation_["rows_train"] = train.height
+        self._write_description(run_dir)
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions in the target's units: the members' mean in the transformed space."""
+        frame = self._model_frame(X)
+        return self.run_.predict(frame, "X")
+
+    def transform(self, X: Any) -> np.ndarray:
+        """The learned embedding features: each categorical input (date parts included)
+        replaced by its vectors, continuous inputs passed through (first member's vectors)."""
+        from rossmann_embed.tabular.embedding_encoder import EmbeddingEncoder
+
+        frame = self._model_frame(X)
+        columns = [*self.roles_.categorical, *self.roles_.continuous]
+        encoder = EmbeddingEncoder.from_model(self.run_.models[0], self.run_.preprocessor,
+                                              columns=columns)
+        return encoder.transform(frame.select(columns))
+
+    def unknown_categories(self, X: Any) -> dict[str, int]:
+        """Per categorical column, how many rows of ``X`` hold a value not seen in training
+        (missing values included): they take the embedding's unknown row."""
+        frame = self._model_frame(X)
+        vocabularies = self.run_.preprocessor.vocabularies
+        return {c: int((~frame.get_column(c).is_in(pl.Series(v, strict=False))
+                        | frame.get_column(c).is_null()).sum())
+                for c, v in vocabularies.items()}
+
+    @property
+    def embeddings_(self) -> dict[str, pl.DataFrame]:
+        """One labelled frame per categorical column (``export.embedding_table``: value, index,
+        dim_0 ..), from the first member: each seed learns its own embedding space."""
+        from rossmann_embed.tabular.export import embedding_table
+
+        check_is_fitted(self, "run_")
+        model, vocabularies = self.run_.models[0], self.run_.preprocessor.vocabularies
+        return {c: embedding_table(c, vocabularies[c],
+                                   model.embeddings[c].weight.detach().cpu().numpy())
+                for c in vocabularies}
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        tags.input_tags.allow_nan = True  # a missing category takes the unknown row
+        tags.regressor_tags.poor_score = True  # a few epochs on tiny random checks
+        return tags
+
+    # ---- persistence ---------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write the run directory to ``path``: ``estimator.json`` (parameters, column roles,
+        validation scores) and each member's weights-only checkpoint."""
+        check_is_fitted(self, "run_")
+        path, source = Path(path), self.run_.path
+        if path.resolve() != source.resolve():
+            for seed_dir in sorted((source / "checkpoints").glob("seed-*")):
+                target = path / "checkpoints" / seed_dir.name
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(seed_dir / "best.ckpt", target / "best.ckpt")
+            for name in ("metrics.csv",):
+                if (source / name).is_file():
+                    shutil.copy2(source / name, path / name)
+            self._write_description(path)
+            self.run_ = load_tabular_run(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> EmbeddingRegressor:
+        """An estimator saved by ``save`` (or trained with ``out``); weights-only loading."""
+        from rossmann_embed.tabular.errors import InputError
+
+        path = Path(path)
+        description = path / ESTIMATOR_FILE
+        if not description.is_file():
+            raise InputError.at(str(path), f"a run directory with {ESTIMATOR_FILE} (written by "
+                                "`rossmann-embed fit` or EmbeddingRegressor.save)")
+        data = json.loads(description.read_text())
+        estimator = cls(**data["params"])
+        estimator.feature_names_in_ = np.asarray(data["feature_names_in"], dtype=object)
+        estimator.n_features_in_ = len(data["feature_names_in"])
+        estimator.roles_ = ColumnRoles.from_dict(data["roles"])
+        estimator.target_transform_ = data["target_transform"]
+        estimator.y_range_ = tuple(data["y_range"]) if data["y_range"] else None
+        estimator.validation_ = data["validation"]
+        estimator.run_ = load_tabular_run(path)
+        return estimator
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    def check_params(self) -> NetworkConfig:
+        """The network and Trainer options, checked (``fit`` does it first); a ValueError
+        names the parameter, the value and what is allowed."""
+        if self.target_transform not in ("auto", *TARGET_TRANSFORMS):
+            raise ValueError(f"target_transform must be 'auto' or one of {TARGET_TRANSFORMS}, "
+                             f"got {self.target_transform!r}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError("validation_fraction must be in [0, 1), got "
+                             f"{self.validation_fraction!r}")
+        for name in ("epochs", "batch_size", "seeds", "patience"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+        if not (isinstance(self.learning_rate, int | float) and math.isfinite(self.learning_rate)
+                and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be a positive number, got "
+                             f"{self.learning_rate!r}")
+        dropouts = np.atleast_1d(self.dropout).tolist() + [self.embedding_dropout]
+        if not all(0 <= p < 1 for p in dropouts):
+            raise ValueError(f"dropout and embedding_dropout must be in [0, 1), got {dropouts}")
+        if self.loss not in ("mse", "mae"):
+            raise ValueError(f"loss must be 'mse' or 'mae', got {self.loss!r}")
+        if self.logger not in LOGGERS:
+            raise ValueError(f"logger must be one of {LOGGERS}, got {self.logger!r}")
+        hidden = [int(h) for h in self.hidden_sizes]
+        if not hidden or min(hidden) < 1:
+            raise ValueError(f"hidden_sizes must be widths of at least 1, got {self.hidden_sizes}")
+        dropout = [float(p) for p in np.atleast_1d(self.dropout)]
+        if len(set(dropout)) == 1:  # one rate (or the same for every layer): for each layer
+            dropout = dropout[:1] * len(hidden)
+        if len(dropout) != len(hidden):
+            raise ValueError(f"dropout has {len(dropout)} values for {len(hidden)} hidden "
+                             "layers: give one value, or one per layer")
+        return NetworkConfig(
+            epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay, loss=self.loss, seed=self.seed, seeds=self.seeds,
+            embedding_sizes=dict(self.embedding_sizes or {}), hidden_sizes=hidden,
+            dropout=dropout, embedding_dropout=self.embedding_dropout,
+            batch_norm=self.batch_norm, patience=self.patience, accelerator=self.accelerator,
+            devices=self.devices, strategy=self.strategy, precision=self.precision,
+            logger=self.logger,
+        )
+
+    def _split(self, frame: pl.DataFrame, rows: pl.DataFrame) -> tuple[pl.DataFrame, ...]:
+        """(train, validation): the latest share of the time column's span, or random rows."""
+        fraction = self.validation_fraction
+        if fraction == 0 or rows.height < 2:
+            return rows, rows.clear()
+        if self.time_column is not None:
+            if self.time_column not in frame.columns:
+                raise ValueError(f"time_column {self.time_column!r} is not a column of X "
+                                 f"(columns: {frame.columns})")
+            time = frame.get_column(self.time_column).to_physical().cast(pl.Float64)
+            start, end = time.min(), time.max()
+            held = (time >= end - fraction * (end - start)) if end > start else None
+            if held is None or held.all():
+                raise ValueError(f"time_column {self.time_column!r} spans too little time to "
+                                 "hold out its latest part: use a random split (no "
+                                 "time_column) or more history")
+        else:
+            rng = np.random.default_rng(self.seed)
+            held = pl.Series(rng.random(rows.height) < fraction)
+        return rows.filter(~held), rows.filter(held)
+
+    def _model_frame(self, X: Any) -> pl.DataFrame:
+        """``X`` checked against the fitted columns, with dates expanded."""
+        check_is_fitted(self, "run_")
+        names = [str(n) for n in self.feature_names_in_]
+        frame = to_frame(X, type(self).__name__, names)
+        missing = [c for c in self.roles_.inputs if c not in frame.columns]
+        if missing:
+            raise ValueError(f"X is missing the columns {missing} the model was fitted with")
+        return self.roles_.expand(frame)
+
+    def _scores(self, validation: pl.DataFrame) -> dict[str, float]:
+        actual = validation.get_column(TARGET).to_numpy()
+        predicted = self.run_.predict(validation)
+        scores = {"rmse": rmse(actual, predicted), "mae": mae(actual, predicted)}
+        if (actual > 0).all():
+            scores["rmspe"] = rmspe(actual, predicted)
+        return scores
+
+    def _write_description(self, run_dir: Path) -> None:
+        write_json(run_dir / ESTIMATOR_FILE, {
+            "params": _plain(self.get_params()),
+            "feature_names_in": [str(n) for n in self.feature_names_in_],
+            "roles": self.roles_.to_dict(),
+            "target_transform": self.target_transform_,
+            "y_range": list(self.y_range_) if self.y_range_ else None,
+            "validation": self.validation_,
+        })
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Lightning's notes (devices, tips) once per fit flood a cross-validation: warnings only."""
+    logger = logging.getLogger("pytorch_lightning")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _target_array(y: Any, rows: int) -> np.ndarray:
+    if y is None:
+        raise ValueError("EmbeddingRegressor requires y to be passed, but the target y is None")
+    values = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = column_or_1d(values, warn=True)  # scikit-learn's DataConversionWarning
+    if values.ndim != 1:
+        raise ValueError(f"y must be one column of numbers, got shape {values.shape}")
+    if len(values) != rows:
+        raise ValueError(f"X has {rows} rows but y has {len(values)}")
+    try:
+        values = values.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("y must hold numbers (a regression target), got values such as "
+                         f"{values[:3].tolist()}") from None
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ValueError(f"y has {int(bad.sum())} missing or infinite values (first at row "
+                         f"{int(np.argmax(bad))}): drop those rows or fill them before fit")
+    return values
+
+
+def _choose_transform(requested: str, target: np.ndarray) -> str:
+    lowest = float(target.min()) if len(target) else 1.0
+    if requested == "auto":
+        return "log" if lowest > 0 else "log1p" if lowest >= 0 else "none"
+    if requested == "log" and lowest <= 0:
+        raise ValueError(f"target_transform='log' needs every target > 0, but the smallest "
+                         f"is {lowest:g}: use 'log1p' for targets >= 0, or 'none'")
+    if requested == "log1p" and lowest < 0:
+        raise ValueError(f"target_transform='log1p' needs every target >= 0, but the "
+                         f"smallest is {lowest:g}: use 'none'")
+    return requested
+
+
+def _y_range(requested: Any, transformed: np.ndarray) -> tuple[float, float] | None:
+    if requested is None:
+        return None
+    if isinstance(requested, str):
+        if requested != "auto":
+            raise ValueError(f"y_range must be 'auto', None or (low, high), got {requested!r}")
+        low, high = float(transformed.min()), float(transformed.max())
+        margin = Y_RANGE_MARGIN * (high - low) or 1.0
+        return (low - margin, high + margin)
+    low, high = (float(v) for v in requested)
+    if not low < high:
+        raise ValueError(f"y_range must be (low, high) with low < high, got {requested!r}")
+    return (low, high)
+
+
+def _plain(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters as JSON: tuples as lists."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}

@@ -1,0 +1,84 @@
+"""Load a trained run from its checkpoints alone, and predict with its members.
+
+A checkpoint carries the fitted preprocessing as plain data, so a run directory (or one
+``.ckpt`` file) and a frame with the model's columns are all a prediction needs.
+Checkpoints are loaded weights-only: no pickles are executed.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from rossmann_embed.tabular.encoding import Preprocessor, inverse_target
+from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.model import EntityEmbeddingRegressor
+
+Logs = dict[str, np.ndarray]  # member label -> predictions in the model's space
+
+
+def member_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """(seed, best checkpoint) of every ensemble member of a run, by seed."""
+    paths = Path(run_dir).glob("checkpoints/seed-*/best.ckpt")
+    return sorted((int(p.parent.name.removeprefix("seed-")), p) for p in paths)
+
+
+def load_member(path: str | Path) -> EntityEmbeddingRegressor:
+    """One model from a checkpoint, on the CPU, in eval mode, weights-only loading."""
+    try:
+        model = EntityEmbeddingRegressor.load_from_checkpoint(path, map_location="cpu",
+                                                              weights_only=True)
+    except (zipfile.BadZipFile, RuntimeError, EOFError, KeyError) as error:
+        raise InputError.at(str(path), "a checkpoint written by this package (weights-only "
+                            f"loadable; this one fails: {str(error).splitlines()[0]})") from None
+    return model.eval()
+
+
+@dataclass
+class TabularRun:
+    """A trained run: its members (one per seed) and the preprocessing they share."""
+
+    path: Path
+    models: list[EntityEmbeddingRegressor]
+    preprocessor: Preprocessor
+    labels: list[str] = field(default_factory=list)  # one per member, e.g. "seed-0"
+    metadata: dict = field(default_factory=dict)  # what the dataset stored beside it
+
+    def member_logs(self, frame: pl.DataFrame, source: str = "input frame") -> Logs:
+        """Each member's predictions for the rows of ``frame`` in the model's space (log for a
+        log target), by member label."""
+        tensors = self.preprocessor.transform(frame, source)
+        labels = self.labels or [f"member-{i}" for i in range(len(self.models))]
+        return {
+            label: m.predict_log(tensors.categorical, tensors.continuous).numpy()
+            .astype(np.float64)
+            for label, m in zip(labels, self.models, strict=True)
+        }
+
+    def predict(self, frame: pl.DataFrame, source: str = "input frame") -> np.ndarray:
+        """The members' mean in the model's space, in the target's own units."""
+        logs = self.member_logs(frame, source)
+        mean = np.mean(list(logs.values()), axis=0) if logs else np.zeros(frame.height)
+        return inverse_target(mean, self.preprocessor.spec.target_transform)
+
+
+def load_tabular_run(path: str | Path) -> TabularRun:
+    """Every member of a run directory (or a single ``.ckpt`` file)."""
+    path = Path(path)
+    if path.is_file():
+        checkpoints = [(path.stem, path)]
+    else:
+        checkpoints = [(f"seed-{seed}", p) for seed, p in member_checkpoints(path)]
+    if not checkpoints:
+        raise InputError.at(str(path), "a run directory with checkpoints/seed-*/best.ckpt "
+                            "or a .ckpt file")
+    models = [load_member(p) for _, p in checkpoints]
+    stored = dict(models[0].hparams.preprocessing or {})
+    if "preprocessor" not in stored:
+        raise InputError.at(str(checkpoints[0][1]), "a checkpoint with its preprocessing")
+    preprocessor = Preprocessor.from_dict(stored.pop("preprocessor"))
+    return TabularRun(path, models, preprocessor, [label for label, _ in checkpoints], stored)

@@ -1,0 +1,192 @@
+"""Train the members of a run: one Lightning ``Trainer`` per seed, into a run directory.
+
+Run directory layout written here (dataset commands add their own files)::
+
+    checkpoints/seed-S/    best.ckpt and last.ckpt of each ensemble member
+    logs/seed-S/           Lightning's CSV (or TensorBoard) logs
+    metrics.csv            every member's per-epoch metrics, with a seed column
+
+A checkpoint alone can predict: ``metadata`` (the fitted preprocessing and whatever the
+dataset needs) travels in its hyperparameters as plain data, and loads weights-only.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from pytorch_lightning import Callback, LightningModule, Trainer, seed_everything
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
+
+from rossmann_embed.tabular.config import NetworkConfig
+from rossmann_embed.tabular.data import TensorDataModule
+from rossmann_embed.tabular.encoding import EncodedTable, Preprocessor
+from rossmann_embed.tabular.model import EntityEmbeddingRegressor
+
+
+class ResumableEarlyStopping(EarlyStopping):
+    """EarlyStopping whose decision survives ``--resume``: Lightning restores its counters but
+    not the trainer's ``should_stop``, so a member that had stopped would train another epoch."""
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.stopped_epoch:  # restored from a checkpoint written after it stopped
+            trainer.should_stop = True
+
+
+class EpochTimer(Callback):
+    """Logs ``epoch_seconds``: first to last training batch of each epoch (no validation, which
+    Lightning runs before ``on_train_epoch_end``)."""
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.start = self.end = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: Trainer, *args: object) -> None:
+        self.end = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        pl_module.log("epoch_seconds", self.end - self.start, sync_dist=True)
+
+
+def monitored_metric(preprocessor: Preprocessor) -> str:
+    """What early stopping and the best checkpoint watch: RMSPE for a log target (Kaggle's
+    score for sales), RMSE in the target's units otherwise."""
+    return "val_rmspe" if preprocessor.spec.target_transform == "log" else "val_rmse"
+
+
+def train_members(config: NetworkConfig, run_dir: Path, preprocessor: Preprocessor,
+                  train: EncodedTable, validation: EncodedTable | None,
+                  y_range: tuple[float, float] | None, *, resume: bool = False,
+                  callbacks: Sequence[Callback] = (),
+                  metadata: dict[str, Any] | None = None, summary: bool = True) -> bool:
+    """Train ``config.seeds`` members into ``run_dir`` and merge their metrics; returns whether
+    this process is the global rank 0 (the one that writes reports under DDP)."""
+    is_global_zero = True
+    for member in range(config.seeds):
+        trainer = train_member(config, run_dir, config.seed + member, preprocessor, train,
+                               validation, y_range, resume=resume, callbacks=callbacks,
+                               metadata=metadata, summary=summary)
+        is_global_zero = trainer.is_global_zero
+    if is_global_zero:
+        merge_metrics(run_dir)
+    return is_global_zero
+
+
+def train_member(config: NetworkConfig, run_dir: Path, seed: int, preprocessor: Preprocessor,
+                 train: EncodedTable, validation: EncodedTable | None,
+                 y_range: tuple[float, float] | None, *, resume: bool = False,
+                 callbacks: Sequence[Callback] = (),
+                 metadata: dict[str, Any] | None = None, summary: bool = True) -> Trainer:
+    """One member: seeded model, checkpoints, early stopping on validation, resume from
+    ``last.ckpt`` when asked and present."""
+    seed_everything(seed, workers=True, verbose=False)
+    model = EntityEmbeddingRegressor(
+        cardinalities=preprocessor.cardinalities,
+        n_continuous=len(preprocessor.spec.continuous),
+        embedding_sizes=config.embedding_sizes or None,
+        hidden_sizes=config.hidden_sizes,
+        dropout=config.dropout,
+        embedding_dropout=config.embedding_dropout,
+        batch_norm=config.batch_norm,
+        y_range=y_range,
+        loss=config.loss,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        target_transform=preprocessor.spec.target_transform,
+        preprocessing={"preprocessor": preprocessor.to_dict(), **(metadata or {})},
+    )
+    checkpoints = run_dir / "checkpoints" / f"seed-{seed}"
+    monitor = monitored_metric(preprocessor) if validation is not None else None
+    all_callbacks: list[Callback] = [EpochTimer(), *_checkpoints(checkpoints, monitor)]
+    if monitor:
+        all_callbacks.append(ResumableEarlyStopping(monitor=monitor, mode="min",
+                                                    patience=config.patience))
+    all_callbacks += callbacks
+    trainer = Trainer(
+        max_epochs=config.epochs,
+        accelerator=config.accelerator,
+        devices=_devices(config.devices),
+        strategy=config.strategy,
+        precision=config.precision,
+        callbacks=all_callbacks,
+        logger=make_logger(config.logger, run_dir, seed),
+        # A progress bar redrawn into a log file floods it: only on a terminal.
+        enable_progress_bar=sys.stderr.isatty(),
+        enable_model_summary=summary,
+        num_sanity_val_steps=0,
+        log_every_n_steps=50,
+        deterministic=False,
+    )
+    last = checkpoints / "last.ckpt"
+    resuming = resume and last.is_file()
+    log_file = _csv_log(run_dir, seed)
+    # Lightning's CSVLogger starts its file afresh: keep what the interrupted run logged.
+    earlier = pl.read_csv(log_file) if resuming and log_file.is_file() else None
+    data = TensorDataModule(train, validation, config.batch_size, seed)
+    with warnings.catch_warnings():
+        if earlier is not None:  # "previous log files will be deleted": put back below
+            warnings.filterwarnings("ignore", message="Experiment logs directory")
+        trainer.fit(model, datamodule=data, ckpt_path=last if resuming else None,
+                    weights_only=True)
+    if earlier is not None and trainer.is_global_zero:  # the rank that logs
+        _put_back_earlier_epochs(log_file, earlier)
+    return trainer
+
+
+def make_logger(kind: str, run_dir: Path, seed: int) -> Logger | list[Logger]:
+    """Lightning's CSV or TensorBoard logger, writing to ``run_dir/logs/seed-S``. With
+    TensorBoard, a CSV log is kept beside it, since ``metrics.csv`` is merged from it."""
+    if kind == "tensorboard":
+        return [TensorBoardLogger(run_dir / "logs", name=f"seed-{seed}", version=""),
+                CSVLogger(run_dir / "logs", name=f"seed-{seed}", version="")]
+    return CSVLogger(run_dir / "logs", name=f"seed-{seed}", version="")
+
+
+def merge_metrics(run_dir: Path) -> None:
+    """Every member's logged epochs in one ``metrics.csv``, with a seed column."""
+    frames = [
+        pl.read_csv(path).with_columns(seed=pl.lit(int(path.parent.name.removeprefix("seed-"))))
+        for path in sorted((run_dir / "logs").glob("seed-*/metrics.csv"))
+    ]
+    if frames:
+        pl.concat(frames, how="diagonal_relaxed").write_csv(run_dir / "metrics.csv")
+
+
+def _csv_log(run_dir: Path, seed: int) -> Path:
+    return run_dir / "logs" / f"seed-{seed}" / "metrics.csv"
+
+
+def _put_back_earlier_epochs(log_file: Path, earlier: pl.DataFrame) -> None:
+    """Prepend the logged rows of the epochs before the one a resumed run started with (an
+    interrupted epoch was run again, so its old rows go)."""
+    if not log_file.is_file():  # nothing left to train: nothing new logged
+        earlier.write_csv(log_file)
+        return
+    resumed = pl.read_csv(log_file)
+    kept = earlier.filter(pl.col("epoch") < resumed.get_column("epoch").min())
+    pl.concat([kept, resumed], how="diagonal_relaxed").write_csv(log_file)
+
+
+def _checkpoints(directory: Path, monitor: str | None) -> list[ModelCheckpoint]:
+    """best.ckpt (lowest ``monitor``; without validation, the latest) and last.ckpt (every
+    epoch).
+
+    Not ``save_last=True``: since Lightning 2.x it rewrites last.ckpt only when a best
+    checkpoint is saved, so after an epoch without improvement ``--resume`` would go back.
+    """
+    best = ModelCheckpoint(
+        dirpath=directory, filename="best", enable_version_counter=False,
+        # "step" always grows: the monitor that makes the latest epoch the best one.
+        monitor=monitor or "step", mode="min" if monitor else "max",
+    )
+    last = ModelCheckpoint(dirpath=directory, filename="last", enable_version_counter=False)
+    return [best, last]
+
+
+def _devices(devices: str) -> int | str:
+    return int(devices) if str(devices).isdigit() else devices

@@ -1,0 +1,154 @@
+"""Any table from files to files: what `rossmann-embed fit` and `predict` do.
+
+``fit_table`` reads a CSV or parquet table, trains an ``EmbeddingRegressor`` on it into a run
+directory and writes ``config.json`` (the resolved ``FitConfig``), ``columns.json`` (each
+column's role and why) and ``validation.json``. ``predict_table`` writes every row of a table,
+in its order, with a ``prediction`` column, and counts the categories the model never saw.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from rossmann_embed.tabular.columns import infer_roles
+from rossmann_embed.tabular.config import NetworkConfig
+from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.files import write_json
+from rossmann_embed.tabular.tables import read_table, require_column, write_table
+
+PREDICTION = "prediction"
+
+
+@dataclass(kw_only=True)
+class FitConfig(NetworkConfig):
+    """Everything that decides a ``fit`` run: the table, its target, the columns' roles, the
+    validation split, and the network and Trainer options."""
+
+    table: str
+    target: str
+    out: str
+    categorical: list[str] = field(default_factory=list)
+    continuous: list[str] = field(default_factory=list)
+    drop: list[str] = field(default_factory=list)
+    time_column: str | None = None
+    validation_fraction: float = 0.1
+    target_transform: str = "auto"
+
+
+def fit_table(config: FitConfig, log=print) -> Path:
+    """Train on ``config.table`` into ``config.out``; returns the run directory."""
+    from rossmann_embed.tabular.estimator import EmbeddingRegressor
+
+    start = time.perf_counter()
+    run_dir = Path(config.out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError.at(str(run_dir), "a directory to write the run into (--out)")
+    network = {k: getattr(config, k) for k in NetworkConfig.__dataclass_fields__}
+    estimator = EmbeddingRegressor(
+        categorical=config.categorical or None, continuous=config.continuous or None,
+        target_transform=config.target_transform, time_column=config.time_column,
+        validation_fraction=config.validation_fraction, out=str(run_dir), **network,
+    )
+    try:
+        estimator.check_params()
+    except ValueError as error:
+        raise InputError.at("options", f"valid network options ({error})") from None
+    frame = read_table(config.table)
+    X, y = split_target(frame, config)
+    roles = infer_roles(X, categorical=config.categorical, continuous=config.continuous,
+                        source=config.table)  # the estimator decides the same way
+    log(f"{config.table}: {frame.height:,} rows; columns (--categorical / --continuous to "
+        "change):")
+    for line in roles.report():
+        log(f"  {line}")
+    try:
+        estimator.fit(X, y)
+    except ValueError as error:
+        if isinstance(error, InputError):
+            raise
+        raise InputError.at(config.table, f"a table the model can learn from ({error})") from None
+    config.save(run_dir / "config.json")
+    write_json(run_dir / "columns.json", {
+        "target": config.target, "target_transform": estimator.target_transform_,
+        "dropped": config.drop, **estimator.roles_.to_dict()})
+    report = {**estimator.validation_, "seconds": round(time.perf_counter() - start, 1)}
+    write_json(run_dir / "validation.json", report)
+    scores = ", ".join(f"{k} {v:.4g}" for k, v in estimator.validation_.items()
+                       if k in ("rmse", "mae", "rmspe"))
+    log(f"validation ({estimator.validation_['rows']:,} rows): {scores or 'none held out'}")
+    return run_dir
+
+
+def split_target(frame: pl.DataFrame, config: FitConfig) -> tuple[pl.DataFrame, np.ndarray]:
+    """The input columns (without the target and ``drop``) and the target as numbers."""
+    require_column(frame, config.target, config.table, "target")
+    for column in config.drop:
+        require_column(frame, column, config.table, "--drop")
+    target = frame.get_column(config.target)
+    if not target.dtype.is_numeric():
+        raise InputError.at(config.table, "a numeric target", column=config.target,
+                            value=str(target.dtype))
+    missing = target.is_null() | target.cast(pl.Float64).is_nan()
+    if missing.any():
+        row = int(missing.arg_max()) + 2  # +1 for the header line, +1 for 1-based lines
+        raise InputError.at(config.table, "a target value on every row (drop or fill the "
+                            "rows without one)", line=row, column=config.target, value="")
+    X = frame.drop(config.target, *config.drop)
+    if X.width == 0:
+        raise InputError.at(config.table, "at least one input column beside the target")
+    return X, target.cast(pl.Float64).to_numpy()
+
+
+def predict_table(run_dir: str | Path, table: str | Path, out: str | Path) -> dict:
+    """Write ``table`` with a ``prediction`` column to ``out`` (CSV or parquet), rows in
+    order; returns counts, with the unknown categories met per column."""
+    from rossmann_embed.tabular.estimator import EmbeddingRegressor
+
+    estimator = EmbeddingRegressor.load(run_dir)
+    frame = read_table(table)
+    missing = [c for c in estimator.roles_.inputs if c not in frame.columns]
+    if missing:
+        raise InputError.at(str(table), f"the columns the model was fitted with "
+                            f"({', '.join(estimator.roles_.inputs)})", column=missing[0])
+    if PREDICTION in frame.columns:
+        raise InputError.at(str(table), f"no column named {PREDICTION!r} (it is written)",
+                            column=PREDICTION)
+    inputs = frame.select(estimator.roles_.inputs)
+    predicted = frame.with_columns(pl.Series(PREDICTION, estimator.predict(inputs)))
+    write_table(predicted, out)
+    return {"rows": frame.height, "unknown_categories": estimator.unknown_categories(inputs)}
+
+
+def embeddings_report(run_dir: str | Path, out: str | Path, labels: dict[str, str] | None = None,
+                      table: str | Path | None = None, seed: int = 0) -> dict:
+    """``report.write_embedding_report`` for a ``fit`` run. ``labels`` maps a categorical
+    column to another column of the training table (``table``, default the one the run was
+    fitted on) shown beside each value, e.g. a name for an id."""
+    import json
+
+    from rossmann_embed.tabular.estimator import EmbeddingRegressor
+    from rossmann_embed.tabular.report import with_labels, write_embedding_report
+
+    estimator = EmbeddingRegressor.load(run_dir)
+    tables = estimator.embeddings_
+    labels = labels or {}
+    for column in labels:
+        if column not in tables:
+            raise InputError.at("--label", f"a categorical column of the run ({', '.join(tables)})",
+                                value=column)
+    if labels:
+        if table is None:
+            table = json.loads((Path(run_dir) / "config.json").read_text())["table"]
+        frame = read_table(table)
+        for column, label in labels.items():
+            require_column(frame, column, str(table), "--label")
+            require_column(frame, label, str(table), "--label")
+            names = (frame.select(pl.col(column).cast(pl.String).alias("value"), label)
+                     .unique("value", keep="first", maintain_order=True))
+            tables[column] = with_labels(tables[column], names)
+    return write_embedding_report(tables, Path(out), seed)

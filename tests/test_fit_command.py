@@ -1,0 +1,146 @@
+"""`rossmann-embed fit`, `predict` and `embeddings` on any table: a generated one and Kaggle's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import shop_table
+
+from rossmann_embed.cli import main
+
+FAST = ["--epochs", "3", "--hidden-sizes", "32", "--batch-size", "128", "--lr", "0.01"]
+
+
+@pytest.fixture(scope="module")
+def table_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("table") / "shops.csv"
+    shop_table().write_csv(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fit_run(table_file: Path) -> Path:
+    run = table_file.parent / "run"
+    main(["fit", "--table", str(table_file), "--target", "sales", "--time-column", "day",
+          "--drop", "shop_name", "--out", str(run), *FAST])
+    return run
+
+
+def test_fit_writes_a_run_with_its_columns_and_scores(fit_run: Path) -> None:
+    columns = json.loads((fit_run / "columns.json").read_text())
+    assert columns["target"] == "sales" and columns["dropped"] == ["shop_name"]
+    assert "shop" in columns["categorical"] and columns["dates"] == ["day"]
+    validation = json.loads((fit_run / "validation.json").read_text())
+    assert validation["rows"] > 0 and validation["rmspe"] < 1
+    config = json.loads((fit_run / "config.json").read_text())
+    assert config["time_column"] == "day" and config["epochs"] == 3
+    assert (fit_run / "metrics.csv").is_file()
+
+
+def test_predict_keeps_every_row_in_order(fit_run: Path, table_file: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture) -> None:
+    table = pl.read_csv(table_file, try_parse_dates=True)
+    new = table.head(50).with_columns(pl.when(pl.int_range(50) < 5).then(999)
+                                      .otherwise(pl.col("shop")).alias("shop"))
+    new.drop("sales").write_parquet(tmp_path / "new.parquet")
+    main(["predict", "--run", str(fit_run), "--table", str(tmp_path / "new.parquet"),
+          "--out", str(tmp_path / "predicted.csv")])
+    predicted = pl.read_csv(tmp_path / "predicted.csv", try_parse_dates=True)
+    assert predicted.columns == [*new.drop("sales").columns, "prediction"]
+    assert predicted["shop"].to_list() == new["shop"].to_list()
+    assert (predicted["prediction"] > 0).all()
+    assert "note: 5 rows have a shop value the model never saw" in capsys.readouterr().out
+
+
+def test_embeddings_of_a_fit_run_with_labels(fit_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "embeddings"
+    main(["embeddings", "--run", str(fit_run), "--out", str(out), "--label", "shop=shop_name"])
+    shop = pl.read_parquet(out / "tables" / "shop.parquet")
+    assert shop.columns[:3] == ["value", "index", "shop_name"]
+    assert shop.filter(pl.col("value") == "7")["shop_name"].item() == "shop-07"
+    factors = (out / "factors" / "shop_pc1.md").read_text()
+    assert "the 15 shop values at each end" in factors and "shop-" in factors
+    for name in ("shop_pca.png", "shop_tsne.png", "kind_pca.png"):
+        assert (out / "figures" / name).stat().st_size > 0
+    summary = json.loads((out / "embeddings.json").read_text())
+    assert summary["columns"]["shop"]["values"] == 30
+    assert (out / "projector" / "projector_config.pbtxt").is_file()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda t: t, "column 'price': expected a target column named 'price'"),
+    (lambda t: t.with_columns(price=pl.lit("cheap")), "column 'price': got 'String', expected "
+                                                      "a numeric target"),
+    (lambda t: t.head(0).with_columns(price=pl.lit(1.0)), "expected at least one data row"),
+    (lambda t: t.with_columns(price=pl.when(pl.int_range(pl.len()) == 3).then(None)
+                              .otherwise(1.0)), "line 5, column 'price'"),
+])
+def test_bad_tables_are_one_line_and_exit_2(change, message: str, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "bad.csv"
+    change(shop_table(200)).write_csv(path)
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", "--table", str(path), "--target", "price", "--out", str(tmp_path / "r"),
+              "--epochs", "1"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r" / "estimator.json").exists()
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("latin.csv", "a,b\n\xe9t\xe9,1\n".encode("latin-1"), "expected a readable UTF-8 CSV file"),
+    ("table.txt", b"a,b\n1,2\n", "got '.txt', expected a file ending in .csv or .parquet"),
+    ("fake.parquet", b"a,b\n1,2\n", "expected a readable parquet file"),
+])
+def test_unreadable_files_are_one_line(name: str, content: bytes, message: str, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", "--table", str(tmp_path / name), "--target", "b", "--out",
+              str(tmp_path / "r")])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_predict_names_a_missing_column(fit_run: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture) -> None:
+    shop_table(20).drop("kind").write_csv(tmp_path / "t.csv")
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", "--run", str(fit_run), "--table", str(tmp_path / "t.csv"),
+              "--out", str(tmp_path / "p.csv")])
+    assert stopped.value.code == 2
+    assert "column 'kind': expected the columns the model was fitted with" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_kaggle_train_csv_as_any_table(real_data: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture) -> None:
+    """Kaggle's train.csv with nothing said about its columns: Store, DayOfWeek, the
+    holidays and Open are found categorical, Date becomes calendar parts. A slice of 40 stores
+    and one epoch keep it fast; the whole file works the same (README)."""
+    sliced = tmp_path / "train_40_stores.csv"
+    table = pl.read_csv(real_data / "train.csv", infer_schema_length=None, try_parse_dates=True)
+    table.filter(pl.col("Store") <= 40).write_csv(sliced)
+    run, out = tmp_path / "run", tmp_path / "embeddings"
+    main(["fit", "--table", str(sliced), "--target", "Sales", "--time-column", "Date",
+          "--drop", "Customers", "--out", str(run), "--epochs", "1", "--hidden-sizes", "64"])
+    report = capsys.readouterr().out
+    for line in ("Store: categorical (integer, 40 distinct", "StateHoliday: categorical (string)",
+                 "Date: date -> calendar parts"):
+        assert line in report
+    columns = json.loads((run / "columns.json").read_text())
+    assert columns["target_transform"] == "log1p"  # closed days sell 0
+    main(["predict", "--run", str(run), "--table", str(sliced), "--out",
+          str(tmp_path / "p.parquet")])
+    assert pl.read_parquet(tmp_path / "p.parquet").height == table.filter(
+        pl.col("Store") <= 40).height
+    main(["embeddings", "--run", str(run), "--out", str(out)])
+    assert pl.read_csv(out / "tables" / "Store.csv").height == 41  # 40 stores + unknown
+    assert (out / "factors" / "Store_pc1.md").is_file()
+    assert (out / "figures" / "Store_pca.png").is_file()
