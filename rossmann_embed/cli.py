@@ -12,8 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rossmann_embed.rossmann.config import TrainConfig
-from rossmann_embed.tabular.config import LOGGERS, Config, NetworkConfig
-from rossmann_embed.tabular.encoding import TARGET_TRANSFORMS
+from rossmann_embed.tabular.config import LOGGERS, TARGET_TRANSFORMS, Config, NetworkConfig
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.workflow import FitConfig
 

@@ -22,11 +22,11 @@ from rossmann_embed.cli import build_parser, main
 from rossmann_embed.rossmann.comparison import (
     PAPER_FEATURES,
     CompareOptions,
+    comparison_split,
     freeze_one_hot,
     mape,
     paper_layout,
     setting_spec,
-    time_split,
     with_and_without,
 )
 from rossmann_embed.rossmann.synthetic import write_synthetic
@@ -214,12 +214,12 @@ def test_one_hot_network_sees_one_hot_vectors():
 def test_time_split_takes_the_latest_days_and_samples_the_rest():
     dates = pl.date_range(pl.date(2015, 1, 1), pl.date(2015, 1, 20), eager=True)
     rows = pl.DataFrame({"Date": dates.to_list() * 5, "Sales": list(range(100))})
-    split = time_split(rows, 0.1, train_rows=30, seed=1)
+    split = comparison_split(rows, 0.1, train_rows=30, seed=1)
     assert split.info["test_days"] == 2
     assert split.test.get_column("Date").min() == dt.date(2015, 1, 19)
     assert split.test.height == 10 and split.train.height == 30
     assert split.train.get_column("Date").max() < split.test.get_column("Date").min()
-    again = time_split(rows, 0.1, train_rows=30, seed=1)
+    again = comparison_split(rows, 0.1, train_rows=30, seed=1)
     assert split.train.equals(again.train)  # seeded
 
 

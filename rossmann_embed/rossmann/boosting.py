@@ -30,7 +30,7 @@ import polars as pl
 
 from rossmann_embed.rossmann.geography import german_states
 from rossmann_embed.rossmann.io import PROMO_INTERVALS, SCHEMAS, STATE_HOLIDAYS
-from rossmann_embed.tabular.files import write_json
+from rossmann_embed.tabular.files import atomic_write, write_csv, write_json
 from rossmann_embed.tabular.metrics import rmspe
 
 SINCE_CAP_DAYS = 30
@@ -153,10 +153,7 @@ class LightGBMForecaster:
 
     def save(self, directory: Path) -> None:
         """``model.txt`` (LightGBM's text format) and ``settings.json``, each atomically."""
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / ".model.txt.tmp"
-        self.booster_.save_model(tmp)
-        tmp.replace(directory / "model.txt")
+        atomic_write(directory / "model.txt", self.booster_.save_model)
         write_json(directory / "settings.json", {
             "params": self.params, "inner_days": self.inner_days,
             "hide_future": self.hide_future, "extra": self.extra,
@@ -254,9 +251,7 @@ class Boosted:
 
     def save(self, directory: Path) -> None:
         self.forecaster.save(directory)
-        tmp = directory / ".store_factors.csv.tmp"
-        self.factors.write_csv(tmp)
-        tmp.replace(directory / "store_factors.csv")
+        write_csv(self.factors, directory / "store_factors.csv")
         write_json(directory / "blend.json", {
             "weight": self.weight, "store_factors": self.factors_requested,
             "hide_future": self.forecaster.hide_future})

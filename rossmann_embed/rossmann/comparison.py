@@ -156,7 +156,8 @@ class Split:
 # --- data ----------------------------------------------------------------------------------------
 
 
-def time_split(rows: pl.DataFrame, test_fraction: float, train_rows: int, seed: int) -> Split:
+def comparison_split(rows: pl.DataFrame, test_fraction: float, train_rows: int,
+                     seed: int) -> Split:
     """The latest ``test_fraction`` of the days present are test; ``train_rows`` rows sampled
     (seeded, without replacement) from the earlier days are training."""
     if not 0 < test_fraction < 1:
@@ -401,7 +402,7 @@ def compare(options: CompareOptions) -> pl.DataFrame:
     data = read_rossmann(options.data_dir, weather=full, trends=full)
     table = build_features(data)
     rows, counts = model_rows(table.frame)
-    split = time_split(rows, options.test_fraction, options.train_rows, options.seed)
+    split = comparison_split(rows, options.test_fraction, options.train_rows, options.seed)
     split.train = hide_future(split.train, options.hide_future, options.seed)
     data_seconds = time.perf_counter() - start
     print(", ".join(f"{k}={v}" for k, v in split.info.items()), flush=True)

@@ -43,7 +43,6 @@ one ``np.random.default_rng(seed)``, so a seed gives identical bytes.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +50,7 @@ import numpy as np
 import polars as pl
 
 from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.files import atomic_write
 
 # The 12 state codes of Guo & Berkhahn's store_states.csv (Bremen and Niedersachsen share one).
 STATES: tuple[str, ...] = (
@@ -556,19 +556,13 @@ def _write_kaggle_csv(frame: pl.DataFrame, path: Path, *, quoted: list[str]) -> 
     """
     frame = frame.with_columns(pl.format('"{}"', pl.col(c)).alias(c) for c in quoted)
     frame = frame.rename(lambda name: f'"{name}"')
-    _atomic(path, lambda tmp: frame.write_csv(tmp, quote_style="never"))
+    atomic_write(path, lambda tmp: frame.write_csv(tmp, quote_style="never"))
 
 
 def _write_plain_csv(frame: pl.DataFrame, path: Path) -> None:
     """Write with quotes only where needed (the state code "HB,NI")."""
-    _atomic(path, lambda tmp: frame.write_csv(tmp, quote_style="necessary", float_precision=6))
-
-
-def _atomic(path: Path, write) -> None:
-    """Write to a temporary file beside ``path``, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: frame.write_csv(tmp, quote_style="necessary",
+                                                   float_precision=6))
 
 
 # --- numpy date helpers ---------------------------------------------------------------------

@@ -25,6 +25,7 @@ from rossmann_embed.tabular.files import write_json
 DEFAULT_BATCH_SIZE = 2048
 
 LOGGERS = ("csv", "tensorboard")
+TARGET_TRANSFORMS = ("log", "log1p", "none")  # how the model sees the target
 
 Config = TypeVar("Config", bound="NetworkConfig")
 

@@ -17,9 +17,8 @@ import numpy as np
 import polars as pl
 import torch
 
+from rossmann_embed.tabular.config import TARGET_TRANSFORMS
 from rossmann_embed.tabular.errors import InputError
-
-TARGET_TRANSFORMS = ("log", "log1p", "none")
 
 
 def forward_target(values: np.ndarray, transform: str) -> np.ndarray:

@@ -27,13 +27,8 @@ from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from rossmann_embed.tabular.columns import ColumnRoles, infer_roles
-from rossmann_embed.tabular.config import LOGGERS, NetworkConfig
-from rossmann_embed.tabular.encoding import (
-    TARGET_TRANSFORMS,
-    ColumnSpec,
-    Preprocessor,
-    forward_target,
-)
+from rossmann_embed.tabular.config import LOGGERS, TARGET_TRANSFORMS, NetworkConfig
+from rossmann_embed.tabular.encoding import ColumnSpec, Preprocessor, forward_target
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.frames import to_frame
 from rossmann_embed.tabular.metrics import mae, rmse, rmspe
