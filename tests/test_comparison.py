@@ -24,14 +24,13 @@ from rossmann_embed.rossmann.comparison import (
     CompareOptions,
     comparison_split,
     freeze_one_hot,
-    mape,
-    paper_layout,
     setting_spec,
-    with_and_without,
 )
+from rossmann_embed.rossmann.comparison_report import paper_layout, with_and_without
 from rossmann_embed.rossmann.synthetic import write_synthetic
 from rossmann_embed.tabular.embedding_encoder import EmbeddingEncoder, embedding_rows
 from rossmann_embed.tabular.encoding import ColumnSpec, Preprocessor
+from rossmann_embed.tabular.metrics import mape
 from rossmann_embed.tabular.model import EntityEmbeddingRegressor
 
 STORES = [1, 2, 5]
