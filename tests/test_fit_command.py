@@ -144,3 +144,14 @@ def test_kaggle_train_csv_as_any_table(real_data: Path, tmp_path: Path,
     assert pl.read_csv(out / "tables" / "Store.csv").height == 41  # 40 stores + unknown
     assert (out / "factors" / "Store_pc1.md").is_file()
     assert (out / "figures" / "Store_pca.png").is_file()
+
+
+def test_tensorboard_logger_writes_events_beside_the_csv_log(table_file: Path,
+                                                             tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    main(["fit", "--table", str(table_file), "--target", "sales", "--out", str(run),
+          "--logger", "tensorboard", "--epochs", "1", "--hidden-sizes", "8"])
+    logs = run / "logs" / "seed-0"
+    assert list(logs.glob("events.out.tfevents.*"))
+    assert "val_rmspe" in (logs / "metrics.csv").read_text()
+    assert "val_rmspe" in (run / "metrics.csv").read_text()
