@@ -1,22 +1,34 @@
 """`rossmann-embed` command line: thin subcommands over the package.
 
-Bad input (an ``InputError``) prints its one-line message and exits with status 2.
+Bad input (an ``InputError``, or a bad option) prints one line and exits with status 2; any
+other failure prints one line naming it and exits with status 1 (``ROSSMANN_EMBED_DEBUG=1``
+shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rossmann_embed.rossmann.config import TrainConfig
-from rossmann_embed.tabular.config import LOGGERS, TARGET_TRANSFORMS, Config, NetworkConfig
+from rossmann_embed.tabular.config import (
+    LOGGERS,
+    TARGET_TRANSFORMS,
+    Config,
+    NetworkConfig,
+    OptionError,
+    read_settings,
+)
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.workflow import FitConfig
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
+DEBUG_VARIABLE = "ROSSMANN_EMBED_DEBUG"
+OPTION_NAMES = {"embedding_sizes": "embedding-size"}  # config fields named unlike their flag
 
 
 def command(function: Callable[[argparse.Namespace], None]) -> Callable:
@@ -104,13 +116,34 @@ def train_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> T
 
 def resolved_config(kind: type[Config], args: argparse.Namespace,
                     parser: argparse.ArgumentParser) -> Config:
-    """A config of parsed options: a --config file, overridden by the flags given."""
+    """A config of parsed options: a --config file, overridden by the flags given; checked,
+    with a usage error naming the option (or the config file and its key)."""
     flags = {k: v for k, v in vars(args).items() if k in kind.__dataclass_fields__}
     flags["embedding_sizes"] = dict(_column_size(s) for s in args.embedding_size)
-    if not args.config:
-        return kind.from_dict(flags)
     changed = {k: v for k, v in flags.items() if v != parser.get_default(k) and v != {}}
-    return kind.from_dict({**kind.load(args.config).to_dict(), **changed})
+    settings = {**read_settings(args.config), **changed} if args.config else flags
+    dropout, hidden = settings.get("dropout"), settings.get("hidden_sizes")
+    if "dropout" not in changed and dropout and hidden and len(set(dropout)) == 1:
+        settings["dropout"] = dropout[:1] * len(hidden)  # one rate for however many layers
+    config = kind.from_dict(settings)
+    try:
+        config.check()
+    except OptionError as error:
+        if args.config and error.option not in changed:
+            raise InputError.at(str(args.config), error.expected, column=error.option,
+                                value=error.value) from None
+        option = OPTION_NAMES.get(error.option, error.option.replace("_", "-"))
+        parser.error(f"argument --{option}: expected {error.expected}, "
+                     f"got {_shown(error.value)}")
+    return config
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
 
 
 @command
@@ -232,9 +265,14 @@ def run_backtest(args: argparse.Namespace) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in compare: LightGBM's threads
     from rossmann_embed.rossmann.backtest import BacktestOptions, backtest
 
-    network = TrainConfig.load(args.config).to_dict() if args.config else {}
+    network = read_settings(args.config) if args.config else {}
     for key in ("data_dir", "out", "validation_days", "seeds"):  # the backtest sets these
         network.pop(key, None)
+    try:
+        TrainConfig.from_dict({**network, "data_dir": args.data_dir, "out": args.out}).check()
+    except OptionError as error:
+        raise InputError.at(str(args.config), error.expected, column=error.option,
+                            value=error.value) from None
     options = BacktestOptions(data_dir=args.data_dir, out=args.out, windows=args.windows,
                               horizon=args.horizon, seeds=args.seeds, network=network)
     result = backtest(options)
@@ -368,6 +406,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     except InputError as error:
         print(f"rossmann-embed: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("rossmann-embed: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:  # the last line of defence: one line, not a traceback
+        if os.environ.get(DEBUG_VARIABLE) == "1":
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        print(f"rossmann-embed: error: {args.command} failed: {type(error).__name__}"
+              f"{': ' + first if first else ''} (set {DEBUG_VARIABLE}=1 to see the traceback)",
+              file=sys.stderr)
+        sys.exit(1)
 
 
 def _ints(text: str) -> list[int]:

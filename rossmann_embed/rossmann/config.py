@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rossmann_embed.tabular.config import NetworkConfig
+from rossmann_embed.tabular.config import NetworkConfig, require
 
 
 @dataclass(kw_only=True)
@@ -25,3 +25,15 @@ class TrainConfig(NetworkConfig):
     # learned store factors (boosting.Boosted); 0 is the network alone.
     lightgbm_weight: float = 0.5
     store_factors: int = 8  # principal components of the Store embedding given to LightGBM
+
+    def check(self) -> None:
+        """The core's checks, then the Rossmann options' (``OptionError`` for the first)."""
+        super().check()
+        require(self, "validation_days", isinstance(self.validation_days, int)
+                and self.validation_days >= 0, "a whole number of days >= 0 (0: no validation)")
+        for share in ("hide_future", "lightgbm_weight"):
+            value = getattr(self, share)
+            require(self, share, isinstance(value, int | float) and 0 <= value <= 1,
+                    "a share between 0 and 1")
+        require(self, "store_factors", isinstance(self.store_factors, int)
+                and self.store_factors >= 1, "a whole number of at least 1")

@@ -32,6 +32,7 @@ from rossmann_embed.rossmann.features import build_features, hide_future, model_
 from rossmann_embed.rossmann.inference import load_run
 from rossmann_embed.rossmann.io import read_rossmann
 from rossmann_embed.tabular.encoding import Preprocessor
+from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.metrics import rmspe
 from rossmann_embed.tabular.runs import load_member
@@ -47,6 +48,14 @@ def prepare(config: TrainConfig) -> tuple[pl.DataFrame, pl.DataFrame, Preprocess
     table = build_features(data)
     rows, counts = model_rows(table.frame)
     train, validation = time_split(rows, config.validation_days)
+    if train.is_empty():
+        days = rows.get_column("Date").n_unique()
+        raise InputError.at("--validation-days", f"fewer days than the data's {days} (none "
+                            "would be left to train on)", value=config.validation_days)
+    unknown = sorted(set(config.embedding_sizes) - set(table.spec.categorical))
+    if unknown:
+        raise InputError.at("--embedding-size", "a categorical column: "
+                            f"{', '.join(table.spec.categorical)}", value=unknown[0])
     report = {**table.report, **counts, "rows_fit": train.height,
               "rows_validation": validation.height}
     preprocessor = Preprocessor(table.spec).fit(train)
@@ -57,9 +66,11 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback]
     """Train ``config.seeds`` models into ``config.out`` and write the validation report;
     ``callbacks`` join each member's Trainer."""
     run_dir = Path(config.out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError.at(str(run_dir), "a directory to write the run into (--out)")
+    train, validation, preprocessor, report = prepare(config)  # bad input stops here
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.json")
-    train, validation, preprocessor, report = prepare(config)
     write_json(run_dir / "data_report.json", report)
     print(", ".join(f"{k}={v:,}" for k, v in report.items()))
     train_tensors = preprocessor.transform(hide_future(train, config.hide_future, config.seed))

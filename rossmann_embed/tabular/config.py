@@ -8,7 +8,9 @@ extend ``NetworkConfig`` with their own fields (``rossmann.config.TrainConfig``,
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+import numbers
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +29,17 @@ DEFAULT_BATCH_SIZE = 2048
 LOGGERS = ("csv", "tensorboard")
 TARGET_TRANSFORMS = ("log", "log1p", "none")  # how the model sees the target
 
+LOSSES = ("mse", "mae")
+
 Config = TypeVar("Config", bound="NetworkConfig")
+
+
+class OptionError(ValueError):
+    """An option outside what is allowed: ``option`` names the field, ``value`` what it got."""
+
+    def __init__(self, option: str, value: Any, expected: str) -> None:
+        super().__init__(f"{option} must be {expected}, got {value!r}")
+        self.option, self.value, self.expected = option, value, expected
 
 
 @dataclass
@@ -53,6 +65,30 @@ class NetworkConfig:
     precision: str = "32-true"
     logger: str = "csv"  # or "tensorboard"
 
+    def check(self) -> None:
+        """Raise ``OptionError`` for the first option outside what is allowed."""
+        for name in ("epochs", "batch_size", "seeds", "patience"):
+            require(self, name, _is_int(getattr(self, name)) and getattr(self, name) >= 1,
+                     "a whole number of at least 1")
+        require(self, "seed", _is_int(self.seed) and self.seed >= 0, "a whole number >= 0")
+        require(self, "learning_rate", _is_number(self.learning_rate) and self.learning_rate > 0,
+                 "a finite number > 0")
+        require(self, "weight_decay", _is_number(self.weight_decay) and self.weight_decay >= 0,
+                 "a finite number >= 0")
+        require(self, "loss", self.loss in LOSSES, f"one of {', '.join(LOSSES)}")
+        widths = bool(self.hidden_sizes) and all(_is_int(h) and h >= 1 for h in self.hidden_sizes)
+        require(self, "hidden_sizes", widths, "widths of at least 1, like 1000,500")
+        require(self, "dropout", bool(self.dropout) and all(
+            _is_number(p) and 0 <= p < 1 for p in self.dropout), "rates in [0, 1)")
+        require(self, "dropout", len(self.dropout) == len(self.hidden_sizes),
+                 f"one rate per hidden layer ({len(self.hidden_sizes)})")
+        require(self, "embedding_dropout", _is_number(self.embedding_dropout)
+                 and 0 <= self.embedding_dropout < 1, "a rate in [0, 1)")
+        require(self, "embedding_sizes", all(_is_int(v) and v >= 1 for v in
+                                               self.embedding_sizes.values()),
+                 "sizes of at least 1, like Store=50")
+        require(self, "logger", self.logger in LOGGERS, f"one of {', '.join(LOGGERS)}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -62,6 +98,10 @@ class NetworkConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError.at("config", f"one of {sorted(known)}", column=unknown[0])
+        missing = [f.name for f in fields(cls) if f.name not in data
+                   and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise InputError.at("config", f"a value for {', '.join(missing)}")
         return cls(**data)
 
     def save(self, path: Path) -> None:
@@ -70,6 +110,35 @@ class NetworkConfig:
     @classmethod
     def load(cls: type[Config], path: Path) -> Config:
         """Read a JSON or YAML configuration file."""
-        text = Path(path).read_text()
+        return cls.from_dict(read_settings(path))
+
+
+def require(config: NetworkConfig, name: str, ok: bool, expected: str) -> None:
+    """``OptionError`` for ``config.name`` unless ``ok``."""
+    if not ok:
+        raise OptionError(name, getattr(config, name), expected)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def read_settings(path: Path) -> dict[str, Any]:
+    """The key-value pairs of a JSON or YAML configuration file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
         data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-        return cls.from_dict(data)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError.at(str(path), f"a readable JSON or YAML file of settings ({first})",
+                            ) from None
+    if not isinstance(data, dict):
+        raise InputError.at(str(path), "a mapping of option names to values",
+                            value=type(data).__name__)
+    return data

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -27,7 +26,7 @@ from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from rossmann_embed.tabular.columns import ColumnRoles, infer_roles
-from rossmann_embed.tabular.config import LOGGERS, TARGET_TRANSFORMS, NetworkConfig
+from rossmann_embed.tabular.config import TARGET_TRANSFORMS, NetworkConfig
 from rossmann_embed.tabular.encoding import ColumnSpec, Preprocessor, forward_target
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.frames import to_frame
@@ -245,31 +244,11 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         if not 0 <= self.validation_fraction < 1:
             raise ValueError("validation_fraction must be in [0, 1), got "
                              f"{self.validation_fraction!r}")
-        for name in ("epochs", "batch_size", "seeds", "patience"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
-        if not (isinstance(self.learning_rate, int | float) and math.isfinite(self.learning_rate)
-                and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be a positive number, got "
-                             f"{self.learning_rate!r}")
-        dropouts = np.atleast_1d(self.dropout).tolist() + [self.embedding_dropout]
-        if not all(0 <= p < 1 for p in dropouts):
-            raise ValueError(f"dropout and embedding_dropout must be in [0, 1), got {dropouts}")
-        if self.loss not in ("mse", "mae"):
-            raise ValueError(f"loss must be 'mse' or 'mae', got {self.loss!r}")
-        if self.logger not in LOGGERS:
-            raise ValueError(f"logger must be one of {LOGGERS}, got {self.logger!r}")
-        hidden = [int(h) for h in self.hidden_sizes]
-        if not hidden or min(hidden) < 1:
-            raise ValueError(f"hidden_sizes must be widths of at least 1, got {self.hidden_sizes}")
-        dropout = [float(p) for p in np.atleast_1d(self.dropout)]
+        hidden = list(np.atleast_1d(self.hidden_sizes).tolist())
+        dropout = list(np.atleast_1d(self.dropout).tolist())
         if len(set(dropout)) == 1:  # one rate (or the same for every layer): for each layer
             dropout = dropout[:1] * len(hidden)
-        if len(dropout) != len(hidden):
-            raise ValueError(f"dropout has {len(dropout)} values for {len(hidden)} hidden "
-                             "layers: give one value, or one per layer")
-        return NetworkConfig(
+        config = NetworkConfig(
             epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
             weight_decay=self.weight_decay, loss=self.loss, seed=self.seed, seeds=self.seeds,
             embedding_sizes=dict(self.embedding_sizes or {}), hidden_sizes=hidden,
@@ -278,6 +257,8 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
             devices=self.devices, strategy=self.strategy, precision=self.precision,
             logger=self.logger,
         )
+        config.check()
+        return config
 
     def _split(self, frame: pl.DataFrame, rows: pl.DataFrame) -> tuple[pl.DataFrame, ...]:
         """(train, validation): the latest share of the time column's span, or random rows."""

@@ -1,0 +1,99 @@
+"""Bad options and unexpected failures at the command line: one line, the right exit status,
+nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rossmann_embed import cli
+from rossmann_embed.cli import main
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--epochs", "0"], "argument --epochs: expected a whole number of at least 1, got 0"),
+    (["--seeds", "0"], "argument --seeds: expected a whole number of at least 1, got 0"),
+    (["--lr", "nan"], "argument --learning-rate: expected a finite number > 0, got nan"),
+    (["--dropout", "1.5"], "argument --dropout: expected rates in [0, 1), got 1.5"),
+    (["--hidden-sizes", "32", "--dropout", "0.1,0.2"],
+     "argument --dropout: expected one rate per hidden layer (1), got 0.1,0.2"),
+    (["--embedding-size", "Store=0"], "argument --embedding-size: expected sizes of at least 1"),
+    (["--validation-days", "-3"], "argument --validation-days: expected a whole number of days"),
+    (["--logger", "wandb"], "argument --logger: invalid choice: 'wandb'"),
+])
+def test_bad_train_options_are_usage_errors(options: list[str], message: str, tiny_data: Path,
+                                            tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--data-dir", str(tiny_data), "--out", str(out), *options])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_config_file_value_names_the_file_and_key(tiny_data: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("epochs: 0\nlearning_rate: 0.01\n")
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--data-dir", str(tiny_data), "--out", str(tmp_path / "run"),
+              "--config", str(config)])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"{config} column 'epochs': got 0, expected a whole number of at "
+                        "least 1") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--embedding-size", "Foo=3", "--validation-days", "1"],
+     "--embedding-size: got 'Foo', expected a categorical column"),
+    (["--validation-days", "500"], "--validation-days: got 500, expected fewer days than the "
+                                   "data's 2"),
+])
+def test_options_checked_against_the_data(options: list[str], message: str, tiny_data: Path,
+                                          tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--data-dir", str(tiny_data), "--out", str(out), *options])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()  # nothing half-written
+
+
+def test_out_that_is_a_file_is_an_input_error(tiny_data: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--data-dir", str(tiny_data), "--out", str(tmp_path / "taken")])
+    assert stopped.value.code == 2
+    assert "expected a directory to write the run into (--out)" in capsys.readouterr().err
+
+
+def test_unexpected_failures_are_one_line_with_status_1(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    def broken(args) -> None:
+        raise RuntimeError("the disk fell off\nsecond line")
+
+    monkeypatch.setitem(cli.COMMANDS, "demo", broken)
+    with pytest.raises(SystemExit) as stopped:
+        main(["demo", "--out", str(tmp_path)])
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("rossmann-embed: error: demo failed: RuntimeError: the disk fell off (set "
+                   "ROSSMANN_EMBED_DEBUG=1 to see the traceback)")
+    monkeypatch.setenv("ROSSMANN_EMBED_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="the disk fell off"):
+        main(["demo", "--out", str(tmp_path)])
+
+
+def test_bad_fit_options_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    table = tmp_path / "t.csv"
+    table.write_text("a,y\nx,1\ny,2\n")
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", "--table", str(table), "--target", "y", "--out", str(tmp_path / "r"),
+              "--batch-size", "0"])
+    assert stopped.value.code == 2
+    assert "argument --batch-size: expected a whole number of at least 1, got 0" in \
+        capsys.readouterr().err
