@@ -43,6 +43,8 @@ LIGHTGBM_FEATURES = [
     "PromoInterval", "State",
     *[f"Days{side}{event}" for event in EVENTS for side in ("Since", "Until")],
 ]
+FALLBACK_ROUNDS = 100  # a history shorter than the early-stopping window cannot pick them
+MIN_ROWS = 100  # fewer rows than two leaves' minimum: LightGBM cannot grow a tree
 # Public Rossmann practice; the number of rounds comes from early stopping.
 LIGHTGBM_PARAMS = {
     "objective": "regression",
@@ -128,16 +130,20 @@ class LightGBMForecaster:
         rows = hide_future(rows, self.hide_future, int(self.params.get("seed", 0)))
         last = rows.get_column("Date").max()
         inner = pl.col("Date") > pl.lit(last) - pl.duration(days=self.inner_days)
-        history: dict = {}
-        booster = lgb.train(
-            self._params(), self._dataset(rows.filter(~inner)), num_boost_round=self.max_rounds,
-            valid_sets=[self._dataset(rows.filter(inner))],
-            feval=_rmspe_of_log1p if self.stop_metric == "rmspe" else None,
-            callbacks=[lgb.early_stopping(self.patience, verbose=False),
-                       lgb.record_evaluation(history)],
-        )
-        self.rounds_ = booster.best_iteration or booster.current_iteration()
-        self.inner_score_ = float(history["valid_0"][self.stop_metric][self.rounds_ - 1])
+        before, inner_rows = rows.filter(~inner), rows.filter(inner)
+        if before.is_empty() or inner_rows.is_empty():  # too short a history to stop early
+            self.rounds_, self.inner_score_ = FALLBACK_ROUNDS, None
+        else:
+            history: dict = {}
+            booster = lgb.train(
+                self._params(), self._dataset(before), num_boost_round=self.max_rounds,
+                valid_sets=[self._dataset(inner_rows)],
+                feval=_rmspe_of_log1p if self.stop_metric == "rmspe" else None,
+                callbacks=[lgb.early_stopping(self.patience, verbose=False),
+                           lgb.record_evaluation(history)],
+            )
+            self.rounds_ = booster.best_iteration or booster.current_iteration()
+            self.inner_score_ = float(history["valid_0"][self.stop_metric][self.rounds_ - 1])
         self.booster_ = lgb.train(self._params(), self._dataset(rows),
                                   num_boost_round=self.rounds_)
         self.seconds_ = time.perf_counter() - start

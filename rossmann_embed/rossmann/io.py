@@ -69,7 +69,7 @@ SCHEMAS: dict[str, dict[str, Column]] = {
     },
     "store_states.csv": {
         "Store": Column("int", minimum=1),
-        "State": Column("str"),
+        "State": Column("str", allowed=tuple(german_states().get_column("code"))),
     },
     "weather": {
         "Date": Column("date"),
@@ -146,7 +146,10 @@ def read_table(path: Path, schema_name: str, separator: str = ",") -> pl.DataFra
     as text so that the error can name the first bad line.
     """
     if not path.is_file():
+        if path.is_dir():
+            raise InputError.at(str(path), f"{path.name} to be a file, not a directory")
         raise InputError.at(str(path), f"the file {path.name} to exist", hint=HELP)
+    check_utf8(path)
     schema = SCHEMAS[schema_name]
     header = pl.read_csv(path, n_rows=0, separator=separator).columns
     for column in schema:
@@ -162,10 +165,25 @@ def read_table(path: Path, schema_name: str, separator: str = ",") -> pl.DataFra
     except pl.exceptions.PolarsError:
         raw = pl.read_csv(path, infer_schema=False, **options)
         table = raw.select(_parse(raw.get_column(c), spec, str(path)) for c, spec in schema.items())
+    if table.is_empty():
+        raise InputError.at(str(path), "at least one data row below the header")
     for column, spec in schema.items():
         _validate(table.get_column(column), spec, str(path))
     check_unique(table, KEYS[schema_name], str(path))
+    if "Id" in schema:
+        check_unique(table, ["Id"], str(path))
     return table
+
+
+def check_utf8(path: Path) -> None:
+    """An ``InputError`` naming the first line that is not UTF-8 text (Kaggle's files are)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise InputError.at(str(path), "UTF-8 text (save the file as UTF-8)", line=line,
+                            value=f"byte 0x{data[error.start]:02x}") from None
 
 
 def read_weather(folder: Path) -> pl.DataFrame | None:

@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 from pytorch_lightning import Callback
 
-from rossmann_embed.rossmann.boosting import Boosted, store_factors
+from rossmann_embed.rossmann.boosting import MIN_ROWS, Boosted, store_factors
 from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.features import build_features, hide_future, model_rows, time_split
 from rossmann_embed.rossmann.inference import load_run
@@ -52,6 +52,10 @@ def prepare(config: TrainConfig) -> tuple[pl.DataFrame, pl.DataFrame, Preprocess
         days = rows.get_column("Date").n_unique()
         raise InputError.at("--validation-days", f"fewer days than the data's {days} (none "
                             "would be left to train on)", value=config.validation_days)
+    if config.lightgbm_weight > 0 and train.height < MIN_ROWS:
+        raise InputError.at("--lightgbm-weight", f"a boosted half fitted on at least {MIN_ROWS} "
+                            f"training rows; there are {train.height} (0: the network alone)",
+                            value=config.lightgbm_weight)
     unknown = sorted(set(config.embedding_sizes) - set(table.spec.categorical))
     if unknown:
         raise InputError.at("--embedding-size", "a categorical column: "
