@@ -155,3 +155,26 @@ def test_tensorboard_logger_writes_events_beside_the_csv_log(table_file: Path,
     assert list(logs.glob("events.out.tfevents.*"))
     assert "val_rmspe" in (logs / "metrics.csv").read_text()
     assert "val_rmspe" in (run / "metrics.csv").read_text()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_unreadable_checkpoints_are_one_line(damage: str, fit_run: Path, table_file: Path,
+                                             tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(fit_run, run)
+    checkpoint = run / "checkpoints" / "seed-0" / "best.ckpt"
+    if damage == "truncated":
+        checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    else:  # a pickle of an object: refused by weights-only loading
+        torch.save({"state_dict": {}, "hyper_parameters": {"x": object()}}, checkpoint)
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", "--run", str(run), "--table", str(table_file),
+              "--out", str(tmp_path / "p.csv")])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "best.ckpt: expected a checkpoint written by this package" in err
+    assert len(err.splitlines()) == 1

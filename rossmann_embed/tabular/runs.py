@@ -7,6 +7,7 @@ Checkpoints are loaded weights-only: no pickles are executed.
 
 from __future__ import annotations
 
+import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +33,13 @@ def load_member(path: str | Path) -> EntityEmbeddingRegressor:
     try:
         model = EntityEmbeddingRegressor.load_from_checkpoint(path, map_location="cpu",
                                                               weights_only=True)
-    except (zipfile.BadZipFile, RuntimeError, EOFError, KeyError) as error:
-        raise InputError.at(str(path), "a checkpoint written by this package (weights-only "
-                            f"loadable; this one fails: {str(error).splitlines()[0]})") from None
+    except (zipfile.BadZipFile, pickle.UnpicklingError, RuntimeError, EOFError, KeyError,
+            TypeError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        reason = ("it holds objects other than weights and plain data"
+                  if isinstance(error, pickle.UnpicklingError) else f"it fails: {first}")
+        raise InputError.at(str(path), "a checkpoint written by this package, loadable "
+                            f"weights-only ({reason})") from None
     return model.eval()
 
 
