@@ -53,6 +53,11 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dropout", type=_floats, default=d.dropout, metavar="0.001,0.01")
     parser.add_argument("--embedding-dropout", type=float, default=d.embedding_dropout)
     parser.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=d.batch_norm)
+    parser.add_argument("--factorization", type=_names, action="append", default=[],
+                        metavar="A,B", help="add the dot product of two columns' embeddings "
+                        "(same --embedding-size) plus per-category biases (repeatable)")
+    parser.add_argument("--mlp", action=argparse.BooleanOptionalAction, default=d.mlp,
+                        help="--no-mlp: the factorization alone (collaborative filtering)")
     parser.add_argument("--patience", type=int, default=d.patience,
                         help="epochs without a better validation score before stopping")
     parser.add_argument("--accelerator", default=d.accelerator)
@@ -173,6 +178,15 @@ def run_predict(args: argparse.Namespace) -> None:
             print(f"note: {rows:,} rows have a {column} value the model never saw (encoded as "
                   "unknown)")
     print(f"{report['rows']:,} rows with a prediction column written to {args.out}")
+
+
+@command
+def run_movielens(args: argparse.Namespace) -> None:
+    from rossmann_embed.movielens.study import MovieLensOptions, movielens
+
+    known = MovieLensOptions.__dataclass_fields__
+    movielens(MovieLensOptions(**{k: v for k, v in vars(args).items() if k in known}))
+    print(f"movielens.json, movielens.md and analysis/ written to {args.out}")
 
 
 @command
@@ -353,6 +367,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--allow-unknown-stores", action="store_true",
                           help="score stores the model never saw instead of stopping")
     add_compare_parser(sub)
+    ml = sub.add_parser("movielens", help="collaborative filtering on MovieLens 100K: RMSE on "
+                        "the canonical folds and fast.ai's analysis of the movie factors")
+    ml.add_argument("--data-dir", required=True, help="the ml-100k folder (u.data, u.item, ...)")
+    ml.add_argument("--out", required=True, help="folder for movielens.{json,md} and analysis/")
+    ml.add_argument("--factors", type=_positive, default=40)
+    ml.add_argument("--epochs", type=_positive, default=5)
+    ml.add_argument("--learning-rate", "--lr", type=float, default=5e-3)
+    ml.add_argument("--weight-decay", type=float, default=0.3)
+    ml.add_argument("--batch-size", type=_positive, default=256)
+    ml.add_argument("--seeds", type=_positive, default=3, help="members averaged per model")
+    ml.add_argument("--folds", type=_names, default=["u1", "u2", "u3", "u4", "u5"],
+                    metavar="u1,u2,...")
     backtest = sub.add_parser(
         "backtest", help="rolling-origin backtest: the final-model recipe against a full-"
                          "strength LightGBM and a per-store median, on several windows")

@@ -58,6 +58,10 @@ class NetworkConfig:
     dropout: list[float] = field(default_factory=lambda: [0.0, 0.0])  # costly on CPU, little gain
     embedding_dropout: float = 0.04
     batch_norm: bool = False
+    # Column pairs whose embeddings' dot product (plus a bias per category and a global bias)
+    # joins the output, as in collaborative filtering; ``mlp`` False leaves only that.
+    factorization: list[list[str]] = field(default_factory=list)
+    mlp: bool = True
     patience: int = 5  # early stopping on validation, in epochs (one-cycle: late epochs gain most)
     accelerator: str = "auto"
     devices: str = "auto"
@@ -87,6 +91,11 @@ class NetworkConfig:
         require(self, "embedding_sizes", all(_is_int(v) and v >= 1 for v in
                                                self.embedding_sizes.values()),
                  "sizes of at least 1, like Store=50")
+        require(self, "factorization", all(len(p) == 2 and p[0] != p[1]
+                                           for p in self.factorization),
+                 "pairs of two different columns, like user,movie")
+        require(self, "mlp", self.mlp or bool(self.factorization),
+                 "on unless factorization pairs are given (nothing would predict)")
         require(self, "logger", self.logger in LOGGERS, f"one of {', '.join(LOGGERS)}")
 
     def to_dict(self) -> dict[str, Any]:

@@ -55,6 +55,10 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         validation_fraction: share held out for early stopping and the best checkpoint;
             0 trains on every row for ``epochs`` epochs.
         out: the run directory to train into; default a temporary one (``save`` keeps it).
+        factorization: pairs of categorical columns (same embedding size) whose dot product,
+            plus a learned bias per category and a global bias, joins the output: fastai's
+            ``EmbeddingDotBias``; with ``mlp=False`` it is the whole model (collaborative
+            filtering), with the MLP beside it a DeepFM-like model.
         epochs .. logger: the network and Trainer options of ``NetworkConfig``.
     """
 
@@ -78,6 +82,8 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         dropout: float = 0.0,
         embedding_dropout: float = 0.04,
         batch_norm: bool = False,
+        factorization: Sequence[Sequence[str]] | None = None,
+        mlp: bool = True,
         patience: int = 5,
         accelerator: str = "auto",
         devices: str = "auto",
@@ -105,6 +111,8 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         self.dropout = dropout
         self.embedding_dropout = embedding_dropout
         self.batch_norm = batch_norm
+        self.factorization = factorization
+        self.mlp = mlp
         self.patience = patience
         self.accelerator = accelerator
         self.devices = devices
@@ -181,9 +189,24 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
 
         check_is_fitted(self, "run_")
         model, vocabularies = self.run_.models[0], self.run_.preprocessor.vocabularies
-        return {c: embedding_table(c, vocabularies[c],
-                                   model.embeddings[c].weight.detach().cpu().numpy())
-                for c in vocabularies}
+        tables = {c: embedding_table(c, vocabularies[c],
+                                     model.embeddings[c].weight.detach().cpu().numpy())
+                  for c in vocabularies}
+        for c, bias in getattr(model, "biases", {}).items():  # factorization: bias after index
+            values = bias.weight.detach().cpu().numpy()[:, 0].astype(np.float64)
+            table = tables[c].with_columns(bias=pl.Series(values))
+            tables[c] = table.select("value", "index", "bias", *table.columns[2:-1])
+        return tables
+
+    def neighbours(self, column: str, k: int = 10) -> pl.DataFrame:
+        """Each category of ``column`` with its ``k`` nearest categories by cosine similarity
+        of their embeddings (``export.nearest_neighbours``), e.g. the shops most like shop 7."""
+        from rossmann_embed.tabular.export import nearest_neighbours
+
+        tables = self.embeddings_
+        if column not in tables:
+            raise ValueError(f"{column!r} is not a categorical column; they are {list(tables)}")
+        return nearest_neighbours(tables[column], k)
 
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
@@ -253,7 +276,9 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
             weight_decay=self.weight_decay, loss=self.loss, seed=self.seed, seeds=self.seeds,
             embedding_sizes=dict(self.embedding_sizes or {}), hidden_sizes=hidden,
             dropout=dropout, embedding_dropout=self.embedding_dropout,
-            batch_norm=self.batch_norm, patience=self.patience, accelerator=self.accelerator,
+            batch_norm=self.batch_norm,
+            factorization=[list(pair) for pair in self.factorization or []], mlp=self.mlp,
+            patience=self.patience, accelerator=self.accelerator,
             devices=self.devices, strategy=self.strategy, precision=self.precision,
             logger=self.logger,
         )

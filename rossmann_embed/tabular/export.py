@@ -304,3 +304,29 @@ __all__ = [
     "write_factor_tables",
     "write_projector",
 ]
+
+
+# --- neighbours --------------------------------------------------------------------------------
+
+
+def nearest_neighbours(table: pl.DataFrame, k: int = 10) -> pl.DataFrame:
+    """For every known row of an embedding table, its ``k`` nearest known rows by cosine
+    similarity of their vectors: value, rank (1 = closest), neighbour, similarity, and the
+    neighbour's label columns (as ``neighbour_<label>``)."""
+    known = known_rows(table)
+    vectors = vectors_of(known)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = vectors / np.where(norms == 0, 1.0, norms)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    k = min(k, known.height - 1)
+    order = np.argsort(-similarity, axis=1)[:, :k]
+    rows = np.repeat(np.arange(known.height), k)
+    labels = [c for c in label_columns(known) if c not in ("value", "index")]
+    neighbour = known.select("value", *labels)[order.ravel()]
+    return pl.DataFrame({
+        "value": known.get_column("value").gather(rows),
+        "rank": np.tile(np.arange(1, k + 1), known.height),
+        "neighbour": neighbour.get_column("value"),
+        "similarity": similarity[rows, order.ravel()],
+    }).with_columns(neighbour.select(pl.col(c).alias(f"neighbour_{c}") for c in labels))

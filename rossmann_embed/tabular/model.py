@@ -12,6 +12,7 @@ import ctypes
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from pytorch_lightning import LightningModule
 from torch import nn
@@ -62,6 +63,8 @@ class EntityEmbeddingRegressor(LightningModule):
         learning_rate: float = 3e-3,
         weight_decay: float = 1e-5,
         target_transform: str = "log",
+        factorization: Sequence[Sequence[str]] | None = None,
+        mlp: bool = True,
         preprocessing: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -70,6 +73,9 @@ class EntityEmbeddingRegressor(LightningModule):
         unknown = set(embedding_sizes or {}) - set(cardinalities)
         if unknown:
             raise ValueError(f"embedding_sizes names columns not in cardinalities: {unknown}")
+        pairs = [tuple(pair) for pair in factorization or []]
+        if not mlp and not pairs:
+            raise ValueError("mlp=False needs factorization pairs: nothing would predict")
         # Plain containers only, so checkpoints load with weights_only=True.
         self.save_hyperparameters(
             {
@@ -85,6 +91,8 @@ class EntityEmbeddingRegressor(LightningModule):
                 "learning_rate": float(learning_rate),
                 "weight_decay": float(weight_decay),
                 "target_transform": target_transform,
+                "factorization": [list(pair) for pair in pairs],
+                "mlp": bool(mlp),
                 "preprocessing": preprocessing,
             }
         )
@@ -105,8 +113,29 @@ class EntityEmbeddingRegressor(LightningModule):
             self.hparams.hidden_sizes,
             self.hparams.dropout,
             batch_norm,
-        )
+        ) if mlp else None
+        self._factorization(pairs, sizes)
         self._val_sums: torch.Tensor | None = None
+
+    def _factorization(self, pairs: list[tuple[str, ...]], sizes: dict[str, int]) -> None:
+        """fastai's EmbeddingDotBias for each pair: the dot product of the two columns'
+        embeddings (of one size), one learned bias per category, and a global bias."""
+        names = list(sizes)
+        for pair in pairs:
+            if len(pair) != 2 or not set(pair) <= set(names) or pair[0] == pair[1]:
+                raise ValueError(f"factorization pairs are two categorical columns, got {pair}")
+            if sizes[pair[0]] != sizes[pair[1]]:
+                raise ValueError(f"factorization pair {pair} needs embeddings of one size, got "
+                                 f"{sizes[pair[0]]} and {sizes[pair[1]]} (set embedding_sizes)")
+        offsets = np.cumsum([0, *sizes.values()])
+        self._slices = {n: (int(offsets[i]), int(offsets[i + 1])) for i, n in enumerate(names)}
+        self._pairs = [(names.index(a), names.index(b)) for a, b in pairs]
+        biased = sorted({c for pair in pairs for c in pair}, key=names.index)
+        self.biases = nn.ModuleDict(
+            {c: nn.Embedding(self.hparams.cardinalities[c], 1) for c in biased})
+        for bias in self.biases.values():
+            nn.init.zeros_(bias.weight)
+        self.global_bias = nn.Parameter(torch.zeros(1)) if pairs else None
 
     # ---- model ---------------------------------------------------------------------------
 
@@ -114,16 +143,29 @@ class EntityEmbeddingRegressor(LightningModule):
         """Log predictions [rows] from category indices [rows, n_cat] and continuous
         values [rows, n_cont] (columns in the order of ``cardinalities``)."""
         weights = [emb.weight for emb in self.embeddings.values()]
+        embedded = None
         if weights:
             columns = categorical.t().contiguous()  # one copy, not one per strided column
-            embedded = self.embedding_dropout(EmbeddingLookups.apply(columns, *weights))
-            x = torch.cat([embedded, continuous], dim=1)
+            embedded = EmbeddingLookups.apply(columns, *weights)
+            x = torch.cat([self.embedding_dropout(embedded), continuous], dim=1)
         else:  # a table of numbers only
             x = continuous
-        out = self.mlp(x).squeeze(1)
+        out = self.mlp(x).squeeze(1) if self.mlp is not None else x.new_zeros(len(x))
+        if self._pairs:
+            out = out + self._dot_and_biases(categorical, embedded)
         if self.hparams.y_range is not None:
             lo, hi = self.hparams.y_range
             out = lo + (hi - lo) * torch.sigmoid(out)
+        return out
+
+    def _dot_and_biases(self, categorical: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
+        names = list(self.embeddings)
+        out = self.global_bias.expand(len(categorical))
+        for a, b in self._pairs:
+            (a0, a1), (b0, b1) = self._slices[names[a]], self._slices[names[b]]
+            out = out + (embedded[:, a0:a1] * embedded[:, b0:b1]).sum(dim=1)
+        for name, bias in self.biases.items():
+            out = out + bias.weight[categorical[:, names.index(name)], 0]
         return out
 
     def _loss_sum(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:

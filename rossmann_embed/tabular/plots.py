@@ -98,16 +98,18 @@ def plot_labelled_map(
     ylabel: str = "component 2",
     *,
     equal_aspect: bool = False,
+    size: tuple[float, float] = (7.5, 6.5),
+    fontsize: float = 9.5,
 ) -> Path:
     """A few labelled points (``label``, ``x``, ``y``), e.g. the 12 state embeddings."""
     with theme():
-        fig, ax = new_axes((7.5, 6.5))
+        fig, ax = new_axes(size)
         x, y = points["x"].to_numpy(), points["y"].to_numpy()
         sns.scatterplot(x=x, y=y, ax=ax, s=70, color="#1f77b4", edgecolor="white", zorder=4)
         label_axes(ax, title, xlabel, ylabel)
         _freeze_limits(ax, 0.18, equal_aspect)
         repel_labels(ax, x, y, points["label"].cast(pl.String).to_list(), marker_size=70,
-                      fontsize=9.5)  # fmt: skip
+                     fontsize=fontsize)
         return save_figure(fig, path)
 
 

@@ -7,6 +7,7 @@ categorical column it writes::
     projections/<column>.csv          PCA and t-SNE positions of the known values
     figures/<column>_pca.png, _tsne.png   the 2-D maps (labelled when there are few values)
     factors/<column>_pc<j>.csv, .md   the 15 values at each end of principal components 1-3
+    neighbours/<column>.csv           each value's 10 nearest values by cosine similarity
     projector/                        TensorBoard projector files of every column
     embeddings.json                   what was written, with each column's explained variance
 
@@ -28,6 +29,7 @@ from rossmann_embed.tabular.export import (
     factor_tables,
     known_rows,
     label_columns,
+    nearest_neighbours,
     principal_components,
     project,
     safe_name,
@@ -41,6 +43,7 @@ from rossmann_embed.tabular.plots import plot_labelled_map, plot_points_by_group
 FACTOR_COMPONENTS = 3
 FACTOR_ROWS = 15
 LABELLED_POINTS = 40  # up to this many values, each point on a map gets its label
+NEIGHBOURS = 10
 GROUPS = 12  # a label column with at most this many values colours the points of a big map
 
 
@@ -145,4 +148,6 @@ def _column_report(column: str, table: pl.DataFrame, out_dir: Path,
     factors = factor_tables(attributes, vectors, FACTOR_COMPONENTS, FACTOR_ROWS)
     paths += write_factor_tables(factors, out_dir / "factors", explained=explained,
                                  what=f"{column} values", prefix=stem)
+    neighbours = nearest_neighbours(table, NEIGHBOURS)
+    paths.append(write_text(out_dir / "neighbours" / f"{stem}.csv", neighbours.write_csv()))
     return paths, [float(e) for e in explained]

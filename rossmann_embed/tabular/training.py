@@ -98,6 +98,8 @@ def train_member(config: NetworkConfig, run_dir: Path, seed: int, preprocessor: 
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
         target_transform=preprocessor.spec.target_transform,
+        factorization=config.factorization,
+        mlp=config.mlp,
         preprocessing={"preprocessor": preprocessor.to_dict(), **(metadata or {})},
     )
     checkpoints = run_dir / "checkpoints" / f"seed-{seed}"
