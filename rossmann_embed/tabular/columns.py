@@ -128,6 +128,9 @@ def _inferred_role(values: pl.Series, source: str) -> tuple[str, str]:
         return "continuous", f"continuous (integer, {distinct} distinct > {limit})"
     if dtype.is_float():
         return "continuous", "continuous (float)"
+    if dtype == pl.Null:
+        raise InputError.at(source, "a column with values (every one is empty: drop it with "
+                            "--drop)", column=values.name)
     raise InputError.at(source, "a string, boolean, number or date column (name it in --drop "
                         "to leave it out)", column=values.name, value=str(dtype))
 

@@ -80,21 +80,22 @@ class NetworkConfig:
         require(self, "weight_decay", _is_number(self.weight_decay) and self.weight_decay >= 0,
                  "a finite number >= 0")
         require(self, "loss", self.loss in LOSSES, f"one of {', '.join(LOSSES)}")
-        widths = bool(self.hidden_sizes) and all(_is_int(h) and h >= 1 for h in self.hidden_sizes)
+        widths = _is_list(self.hidden_sizes) and bool(self.hidden_sizes) and all(
+            _is_int(h) and h >= 1 for h in self.hidden_sizes)
         require(self, "hidden_sizes", widths, "widths of at least 1, like 1000,500")
-        require(self, "dropout", bool(self.dropout) and all(
+        require(self, "dropout", _is_list(self.dropout) and bool(self.dropout) and all(
             _is_number(p) and 0 <= p < 1 for p in self.dropout), "rates in [0, 1)")
         require(self, "dropout", len(self.dropout) == len(self.hidden_sizes),
                  f"one rate per hidden layer ({len(self.hidden_sizes)})")
         require(self, "embedding_dropout", _is_number(self.embedding_dropout)
                  and 0 <= self.embedding_dropout < 1, "a rate in [0, 1)")
-        require(self, "embedding_sizes", all(_is_int(v) and v >= 1 for v in
-                                               self.embedding_sizes.values()),
+        require(self, "embedding_sizes", isinstance(self.embedding_sizes, dict) and all(
+            _is_int(v) and v >= 1 for v in self.embedding_sizes.values()),
                  "sizes of at least 1, like Store=50")
-        require(self, "factorization", all(len(p) == 2 and p[0] != p[1]
-                                           for p in self.factorization),
+        require(self, "factorization", _is_list(self.factorization) and all(
+            _is_list(p) and len(p) == 2 and p[0] != p[1] for p in self.factorization),
                  "pairs of two different columns, like user,movie")
-        require(self, "mlp", self.mlp or bool(self.factorization),
+        require(self, "mlp", self.mlp is not False or bool(self.factorization),
                  "on unless factorization pairs are given (nothing would predict)")
         require(self, "logger", self.logger in LOGGERS, f"one of {', '.join(LOGGERS)}")
 
@@ -126,6 +127,10 @@ def require(config: NetworkConfig, name: str, ok: bool, expected: str) -> None:
     """``OptionError`` for ``config.name`` unless ``ok``."""
     if not ok:
         raise OptionError(name, getattr(config, name), expected)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, list | tuple)
 
 
 def _is_int(value: Any) -> bool:
