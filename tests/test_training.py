@@ -91,6 +91,40 @@ def test_resume_ends_where_the_uninterrupted_run_ends(data_dir, tmp_path):
         torch.testing.assert_close(got["state_dict"][name], weight, msg=name)
 
 
+def test_resume_after_a_kill_with_dropout_is_the_same_run(data_dir, tmp_path):
+    """Dropout draws random numbers every step; their state travels in the checkpoint. A
+    SIGKILL after epoch 1's checkpoint, then --resume, ends where the whole run ends."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    options = {"embedding_dropout": 0.2, "dropout": [0.1, 0.1]}
+    whole = fit(_config(data_dir, tmp_path / "whole", **options))
+    config = _config(data_dir, tmp_path / "killed", **options)
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pytorch_lightning import Callback
+        from rossmann_embed.rossmann.config import TrainConfig
+        from rossmann_embed.rossmann.training import fit
+
+        class Kill(Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                if trainer.current_epoch == 2:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        fit(TrainConfig.from_dict({config.to_dict()!r}), callbacks=[Kill()])
+    """)
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert _checkpoint(Path(config.out), "last.ckpt")["epoch"] == 1
+    resumed = fit(config, resume=True)
+    expected, got = _checkpoint(whole, "last.ckpt"), _checkpoint(resumed, "last.ckpt")
+    assert got["global_step"] == expected["global_step"]
+    for name, weight in expected["state_dict"].items():
+        torch.testing.assert_close(got["state_dict"][name], weight, msg=name)
+
+
 def test_the_boosted_half_is_kept_on_resume_and_refit_when_its_settings_change(data_dir,
                                                                                tmp_path):
     config = _config(data_dir, tmp_path / "run", epochs=1, lightgbm_weight=0.5)

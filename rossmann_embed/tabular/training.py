@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import torch
 from pytorch_lightning import Callback, LightningModule, Trainer, seed_everything
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
@@ -37,6 +38,26 @@ class ResumableEarlyStopping(EarlyStopping):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.stopped_epoch:  # restored from a checkpoint written after it stopped
             trainer.should_stop = True
+
+
+class RandomStates(Callback):
+    """Saves torch's random state (CPU, and CUDA when in use) with every checkpoint and puts
+    it back on resume, so that dropout masks after a kill are those the uninterrupted run
+    drew: a resumed run then ends where it would have. (The batch order needs nothing: it is
+    seeded by epoch.)"""
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        checkpoint["torch_random_state"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            checkpoint["cuda_random_states"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        if "torch_random_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_random_state"])
+        if "cuda_random_states" in checkpoint and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(checkpoint["cuda_random_states"])
 
 
 class EpochTimer(Callback):
@@ -104,7 +125,8 @@ def train_member(config: NetworkConfig, run_dir: Path, seed: int, preprocessor: 
     )
     checkpoints = run_dir / "checkpoints" / f"seed-{seed}"
     monitor = monitored_metric(preprocessor) if validation is not None else None
-    all_callbacks: list[Callback] = [EpochTimer(), *_checkpoints(checkpoints, monitor)]
+    all_callbacks: list[Callback] = [EpochTimer(), RandomStates(),
+                                     *_checkpoints(checkpoints, monitor)]
     if monitor:
         all_callbacks.append(ResumableEarlyStopping(monitor=monitor, mode="min",
                                                     patience=config.patience))
