@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     ml.add_argument("--learning-rate", "--lr", type=float, default=5e-3)
     ml.add_argument("--weight-decay", type=float, default=0.3)
     ml.add_argument("--batch-size", type=_positive, default=256)
-    ml.add_argument("--seeds", type=_positive, default=3, help="members averaged per model")
+    ml.add_argument("--seeds", type=_positive, default=5, help="members averaged per model")
     ml.add_argument("--folds", type=_names, default=["u1", "u2", "u3", "u4", "u5"],
                     metavar="u1,u2,...")
     backtest = sub.add_parser(

@@ -66,7 +66,7 @@ class MovieLensOptions:
     learning_rate: float = 5e-3
     weight_decay: float = 0.3
     batch_size: int = 256
-    seeds: int = 3
+    seeds: int = 5
     folds: list[str] = field(default_factory=lambda: list(FOLDS))
 
 
