@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rossmann_embed.rossmann.config import TrainConfig
+from rossmann_embed.rossmann.feature_groups import FEATURE_GROUPS, FEATURE_SETS, PAPER_FEATURES
 from rossmann_embed.tabular.config import (
     LOGGERS,
     TARGET_TRANSFORMS,
@@ -86,6 +87,12 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                         "factors in the log-space forecast (0: the network alone)")
     parser.add_argument("--store-factors", type=_positive, default=d.store_factors,
                         help="principal components of the Store embedding LightGBM gets")
+    parser.add_argument("--features", choices=FEATURE_SETS, default=d.features,
+                        help="full: every feature; paper: the paper's seven ("
+                             f"{', '.join(PAPER_FEATURES)})")
+    parser.add_argument("--drop-features", type=_names, default=d.drop_features,
+                        metavar="GROUP[,GROUP...]",
+                        help=f"feature groups to leave out: {', '.join(FEATURE_GROUPS)}")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from its last checkpoints")
 

@@ -21,6 +21,9 @@ from rossmann_embed.cli import main
     (["--embedding-size", "Store=0"], "argument --embedding-size: expected sizes of at least 1"),
     (["--validation-days", "-3"], "argument --validation-days: expected a whole number of days"),
     (["--logger", "wandb"], "argument --logger: invalid choice: 'wandb'"),
+    (["--drop-features", "weather,moon"], "argument --drop-features: expected groups among "
+                                          "calendar, promo, state_holidays"),
+    (["--features", "some"], "argument --features: invalid choice: 'some'"),
 ])
 def test_bad_train_options_are_usage_errors(options: list[str], message: str, tiny_data: Path,
                                             tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

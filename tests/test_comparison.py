@@ -20,13 +20,13 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from rossmann_embed.cli import build_parser, main
 from rossmann_embed.rossmann.comparison import (
-    PAPER_FEATURES,
     CompareOptions,
     comparison_split,
     freeze_one_hot,
     setting_spec,
 )
 from rossmann_embed.rossmann.comparison_report import paper_layout, with_and_without
+from rossmann_embed.rossmann.feature_groups import PAPER_FEATURES
 from rossmann_embed.rossmann.synthetic import write_synthetic
 from rossmann_embed.tabular.embedding_encoder import EmbeddingEncoder, embedding_rows
 from rossmann_embed.tabular.encoding import ColumnSpec, Preprocessor

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from rossmann_embed.rossmann.feature_groups import FEATURE_GROUPS, FEATURE_SETS
 from rossmann_embed.tabular.config import NetworkConfig, require
 
 
@@ -25,6 +26,8 @@ class TrainConfig(NetworkConfig):
     # learned store factors (boosting.Boosted); 0 is the network alone.
     lightgbm_weight: float = 0.5
     store_factors: int = 8  # principal components of the Store embedding given to LightGBM
+    features: str = "full"  # or "paper": the paper's seven features (features.PAPER_FEATURES)
+    drop_features: list[str] = field(default_factory=list)  # features.FEATURE_GROUPS to leave out
 
     def check(self) -> None:
         """The core's checks, then the Rossmann options' (``OptionError`` for the first)."""
@@ -35,5 +38,10 @@ class TrainConfig(NetworkConfig):
             value = getattr(self, share)
             require(self, share, isinstance(value, int | float) and 0 <= value <= 1,
                     "a share between 0 and 1")
+        require(self, "features", self.features in FEATURE_SETS,
+                f"one of {', '.join(FEATURE_SETS)}")
+        require(self, "drop_features", isinstance(self.drop_features, list) and all(
+            g in FEATURE_GROUPS for g in self.drop_features),
+            f"groups among {', '.join(FEATURE_GROUPS)}")
         require(self, "store_factors", isinstance(self.store_factors, int)
                 and self.store_factors >= 1, "a whole number of at least 1")

@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from rossmann_embed.rossmann.feature_groups import (
+    FEATURE_GROUPS,
+    PAPER_FEATURES,
+    WEATHER_COLUMNS,
+)
 from rossmann_embed.rossmann.io import RossmannData
 from rossmann_embed.tabular.encoding import ColumnSpec
 
@@ -27,9 +32,6 @@ EVENTS = {  # per store: the days these hold are the events that elapsed feature
 }
 MONTH_ABBREVIATIONS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun",
                        "Jul", "Aug", "Sept", "Oct", "Nov", "Dec"]
-WEATHER_COLUMNS = ["Max_TemperatureC", "Mean_TemperatureC", "Min_TemperatureC", "Mean_Humidity",
-                   "Mean_Wind_SpeedKm_h", "Precipitationmm", "CloudCover"]
-
 CATEGORICAL = [
     "Store", "DayOfWeek", "Year", "Month", "Day", "WeekOfYear", "StateHoliday", "Promo",
     "SchoolHoliday", "StoreType", "Assortment", "PromoInterval", "CompetitionMonthsOpen",
@@ -44,6 +46,17 @@ CONTINUOUS = ["LogCompetitionDistance", "DayOfYear"]
 LOOK_AHEAD = [  # features that need days after the row's day: unknown near the data's end
     *[f"DaysUntil{event}" for event in EVENTS], *[f"{event}Next7" for event in EVENTS],
 ]
+
+
+def select_features(spec: ColumnSpec, features: str = "full",
+                    drop: list[str] | tuple[str, ...] = ()) -> ColumnSpec:
+    """The columns a model sees: every feature (``full``) or the paper's seven (``paper``),
+    without the columns of the ``drop`` groups (``FEATURE_GROUPS``)."""
+    dropped = {c for group in drop for c in FEATURE_GROUPS[group]}
+    keep = (lambda c: c in PAPER_FEATURES) if features == "paper" else (lambda c: True)
+    return ColumnSpec({c: n for c, n in spec.categorical.items() if keep(c) and c not in dropped},
+                      [c for c in spec.continuous if keep(c) and c not in dropped],
+                      spec.target, spec.target_transform)
 
 
 @dataclass

@@ -28,7 +28,13 @@ from pytorch_lightning import Callback
 
 from rossmann_embed.rossmann.boosting import MIN_ROWS, Boosted, store_factors
 from rossmann_embed.rossmann.config import TrainConfig
-from rossmann_embed.rossmann.features import build_features, hide_future, model_rows, time_split
+from rossmann_embed.rossmann.features import (
+    build_features,
+    hide_future,
+    model_rows,
+    select_features,
+    time_split,
+)
 from rossmann_embed.rossmann.inference import load_run
 from rossmann_embed.rossmann.io import read_rossmann
 from rossmann_embed.tabular.encoding import Preprocessor
@@ -56,13 +62,14 @@ def prepare(config: TrainConfig) -> tuple[pl.DataFrame, pl.DataFrame, Preprocess
         raise InputError.at("--lightgbm-weight", f"a boosted half fitted on at least {MIN_ROWS} "
                             f"training rows; there are {train.height} (0: the network alone)",
                             value=config.lightgbm_weight)
-    unknown = sorted(set(config.embedding_sizes) - set(table.spec.categorical))
+    spec = select_features(table.spec, config.features, config.drop_features)
+    unknown = sorted(set(config.embedding_sizes) - set(spec.categorical))
     if unknown:
-        raise InputError.at("--embedding-size", "a categorical column: "
-                            f"{', '.join(table.spec.categorical)}", value=unknown[0])
+        raise InputError.at("--embedding-size", "a categorical column of the features trained "
+                            f"on: {', '.join(spec.categorical)}", value=unknown[0])
     report = {**table.report, **counts, "rows_fit": train.height,
               "rows_validation": validation.height}
-    preprocessor = Preprocessor(table.spec).fit(train)
+    preprocessor = Preprocessor(spec).fit(train)
     return train, validation, preprocessor, report
 
 
