@@ -49,7 +49,7 @@ def test_a_config_file_value_names_the_file_and_key(tiny_data: Path, tmp_path: P
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    (["--embedding-size", "Foo=3", "--validation-days", "1"],
+    (["--embedding-size", "Foo=3", "--validation-days", "1", "--lightgbm-weight", "0"],
      "--embedding-size: got 'Foo', expected a categorical column"),
     (["--validation-days", "500"], "--validation-days: got 500, expected fewer days than the "
                                    "data's 2"),
