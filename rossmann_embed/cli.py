@@ -33,7 +33,7 @@ OPTION_NAMES = {"embedding_sizes": "embedding-size"}  # config fields named unli
 
 
 def command(function: Callable[[argparse.Namespace], None]) -> Callable:
-    COMMANDS[function.__name__.removeprefix("run_")] = function
+    COMMANDS[function.__name__.removeprefix("run_").replace("_", "-")] = function
     return function
 
 
@@ -93,6 +93,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drop-features", type=_names, default=d.drop_features,
                         metavar="GROUP[,GROUP...]",
                         help=f"feature groups to leave out: {', '.join(FEATURE_GROUPS)}")
+    parser.add_argument("--train-rows", type=_positive, default=d.train_rows, metavar="N",
+                        help="train on a random sample of N rows of the training period "
+                             "(default: every row)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from its last checkpoints")
 
@@ -280,6 +283,20 @@ def run_compare(args: argparse.Namespace) -> None:
 
 
 @command
+def run_geography_study(args: argparse.Namespace) -> None:
+    from rossmann_embed.rossmann.geography_study import StudyOptions, geography_study
+
+    options = StudyOptions(data_dir=args.data_dir, out=args.out, seeds=args.seeds,
+                           train_rows=args.train_rows, epochs=args.epochs,
+                           settings=args.settings)
+    report = geography_study(options)
+    for s in report["settings"]:
+        print(f"{s['name']:>24}: Mantel r {s['mantel_r_mean']:.2f} +- {s['mantel_r_sd'] or 0:.2f}"
+              f", RMSPE {s['rmspe_mean']:.4f}")
+    print(f"geography_study.json, .md and .png written to {args.out}")
+
+
+@command
 def run_backtest(args: argparse.Namespace) -> None:
     import os
 
@@ -401,7 +418,27 @@ def build_parser() -> argparse.ArgumentParser:
                           help="seed ensemble of the network per window")
     backtest.add_argument("--config", type=Path,
                           help="JSON or YAML TrainConfig of the network (default: train's)")
+    add_geography_study_parser(sub)
     return parser
+
+
+def add_geography_study_parser(sub: argparse._SubParsersAction) -> None:
+    """`geography-study`: which feature groups absorb the learned map of the states."""
+    from rossmann_embed.rossmann.geography_study import SETTINGS, StudyOptions
+
+    d = StudyOptions(data_dir="", out="")
+    study = sub.add_parser(
+        "geography-study", help="which feature groups absorb the map the State embedding "
+                                "learns: settings x seeds, Mantel r, East/West, RMSPE")
+    study.add_argument("--data-dir", required=True, help="folder with Kaggle's Rossmann files")
+    study.add_argument("--out", required=True, help="folder for geography_study.{json,md,png} "
+                       "and the runs (a rerun continues)")
+    study.add_argument("--seeds", type=_positive, default=d.seeds, help="seeds per setting")
+    study.add_argument("--train-rows", type=_positive, default=d.train_rows, metavar="N",
+                       help="random training rows per network")
+    study.add_argument("--epochs", type=_positive, default=d.epochs)
+    study.add_argument("--settings", type=_settings, default=d.settings, metavar="NAME[,NAME...]",
+                       help=f"settings to run: {', '.join(s.name for s in SETTINGS)}")
 
 
 def add_compare_parser(sub: argparse._SubParsersAction) -> None:
@@ -468,6 +505,17 @@ def _fraction(text: str) -> float:
     if not 0 <= value <= 1:  # NaN fails too
         raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {text!r}")
     return value
+
+
+def _settings(text: str) -> list[str]:
+    from rossmann_embed.rossmann.geography_study import SETTINGS
+
+    names, known = _names(text), [s.name for s in SETTINGS]
+    for name in names:
+        if name not in known:
+            raise argparse.ArgumentTypeError(f"expected names among {', '.join(known)}, "
+                                             f"got {name!r}")
+    return names
 
 
 def _positive(text: str) -> int:

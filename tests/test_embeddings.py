@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from rossmann_embed.rossmann.geography import german_state_coordinates
 from rossmann_embed.rossmann.maps import write_maps
 from rossmann_embed.tabular.export import (
     UNKNOWN_LABEL,
@@ -23,6 +24,7 @@ from rossmann_embed.tabular.export import (
     vectors_of,
     write_projector,
 )
+from rossmann_embed.tabular.spatial import map_coordinates
 
 STATES = ["BW", "BY", "BE", "HB,NI", "HE", "HH", "NW", "RP", "SH", "SN", "ST", "TH"]
 
@@ -31,12 +33,16 @@ STATES = ["BW", "BY", "BE", "HB,NI", "HE", "HH", "NW", "RP", "SH", "SN", "ST", "
 
 
 def planted_run(
-    seed: int = 0, n_stores: int = 120, dim: int = 8, geography: bool = True
+    seed: int = 0, n_stores: int = 120, dim: int = 8, geography: bool = True,
+    german: bool = False,
 ) -> dict:
     """Embeddings of a run whose state and store vectors are a random linear image of planted
-    2-D positions plus small noise (or, with ``geography=False``, unrelated random vectors)."""
+    2-D positions plus small noise (or, with ``geography=False``, unrelated random vectors);
+    ``german``: the positions are the state capitals' (in units of 500 km)."""
     rng = np.random.default_rng(seed)
     positions = rng.uniform(0, 1, size=(len(STATES), 2))
+    if german:
+        positions = map_coordinates(*german_state_coordinates(STATES)) / 500.0
     lift = rng.normal(size=(2, dim))
     store_state = np.arange(n_stores) % len(STATES)
     store_positions = positions[store_state] + rng.normal(0, 0.03, size=(n_stores, 2))
@@ -195,6 +201,7 @@ EXPECTED_FILES = {
     "projections/State.csv",
     *(f"factors/factors_pc{j}.{ext}" for j in (1, 2, 3) for ext in ["csv", "md"]),
     *(f"figures/{f}.png" for f in ["state_pca", "state_tsne", "store_pca", "store_tsne",
+                                    "store_pca_by_type", "store_tsne_by_type",
                                     "store_pc2_pc3", "geography_alignment"]),
     *(f"projector/{c}_{kind}.tsv" for c in ["Store", "State", "DayOfWeek", "Month", "StoreType"]
       for kind in ["vectors", "metadata"]),
@@ -207,7 +214,7 @@ def planted_maps(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("maps")
     run = planted_run(seed=0)
     summary = write_maps(
-        run["vocabularies"], run["weights"], run["stores"], out, seed=0,
+        run["vocabularies"], [run["weights"]], run["stores"], out, seed=0,
         reference=run["reference"], permutations=999,
     )  # fmt: skip
     return out, summary
@@ -254,10 +261,43 @@ def test_write_maps_labels_tables(planted_maps: tuple[Path, dict]):
 def test_unrelated_vectors_score_low(tmp_path: Path):
     run = planted_run(seed=1, geography=False)
     summary = write_maps(
-        run["vocabularies"], {"State": run["weights"]["State"]}, run["stores"], tmp_path,
+        run["vocabularies"], [{"State": run["weights"]["State"]}], run["stores"], tmp_path,
         reference=run["reference"], permutations=999,
     )  # fmt: skip
     score = summary["geography"]
     assert score["mantel_r"] < 0.4
     assert score["mantel_p"] > 0.05
     assert score["procrustes_residual"] > 0.3
+
+
+def test_an_ensemble_is_scored_on_the_german_map_member_by_member(tmp_path: Path):
+    runs = [planted_run(seed=s, german=True) for s in (0, 1, 2)]
+    summary = write_maps(runs[0]["vocabularies"], [r["weights"] for r in runs],
+                         runs[0]["stores"], tmp_path, seeds=[7, 8, 9], shown=1,
+                         permutations=999)
+    geography = json.loads((tmp_path / "geography.json").read_text())
+    assert summary["geography"] == geography
+    assert geography["map"].startswith("German state capitals")
+    assert [m["seed"] for m in geography["members"]] == [7, 8, 9]
+    assert all(m["mantel_r"] > 0.7 and m["mantel_p"] < 0.01 for m in geography["members"])
+    # The ensemble (members side by side) at the top; the members' mean beside it.
+    assert geography["mantel_r"] > 0.8 and geography["mantel_p"] < 0.01
+    assert geography["scored"] == "the 3 members' embeddings side by side"
+    assert geography["members_mean"]["mantel_r"] == pytest.approx(
+        np.mean([m["mantel_r"] for m in geography["members"]]))
+    assert geography["member_shown"] == 1
+    stores = geography["stores"]  # each store sits near its capital: both tests find it
+    assert stores["n_stores"] == 120 and stores["n_states"] == 12
+    assert stores["state_anosim_p"] < 0.01 and stores["mantel_r"] > 0.5
+    assert stores["mantel_p"] < 0.01
+    assert (tmp_path / "figures" / "geography_map.png").read_bytes()[:4] == b"\x89PNG"
+    # Tables are the shown member's.
+    shown = pl.read_parquet(tmp_path / "tables" / "State.parquet")
+    np.testing.assert_allclose(vectors_of(shown), runs[1]["weights"]["State"])
+
+
+def test_unrelated_store_vectors_do_not_group_by_state(tmp_path: Path):
+    run = planted_run(seed=3, geography=False, german=True)
+    stores = write_maps(run["vocabularies"], [run["weights"]], run["stores"], tmp_path,
+                        permutations=99)["geography"]["stores"]
+    assert stores["state_anosim_p"] > 0.05 and stores["mantel_p"] > 0.05

@@ -17,11 +17,14 @@ from rossmann_embed.rossmann.geography import (
 )
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.spatial import (
+    ensemble_vectors,
     euclidean_distances,
     geographic_distances,
     group_test,
+    grouped_points_score,
     mantel_test,
     map_coordinates,
+    map_degrees,
     pca_2d,
     procrustes_align,
     spatial_score,
@@ -213,3 +216,40 @@ def test_group_test_finds_separated_groups_and_not_random_ones():
     moved = apart.copy()
     moved[CODES.index("BE")] = 100.0
     assert group_test(moved, groups, permutations=99) == group_test(apart, groups, 99)
+
+
+# --- ensembles, grouped points, degrees --------------------------------------------------------
+
+
+def test_map_degrees_inverts_map_coordinates():
+    states = german_states()
+    lat, lon = states["latitude"].to_numpy(), states["longitude"].to_numpy()
+    back = map_degrees(map_coordinates(lat, lon), lat, lon)
+    np.testing.assert_allclose(back, np.column_stack([lon, lat]), atol=1e-9)
+
+
+def test_ensemble_vectors_ignore_each_members_rotation_and_scale():
+    rng = np.random.default_rng(4)
+    points = rng.normal(size=(12, 5))
+    rotated = [points @ _random_orthogonal(5, rng) * scale + shift
+               for scale, shift in [(1.0, 0.0), (30.0, 5.0), (0.01, -2.0)]]
+    distances = euclidean_distances(ensemble_vectors(rotated))
+    # Each member is the same shape: side by side they keep it (up to one overall scale).
+    expected = euclidean_distances(points)
+    np.testing.assert_allclose(distances / distances.max(), expected / expected.max(), atol=1e-9)
+
+
+def test_grouped_points_score_finds_stores_that_sit_with_their_state():
+    rng = np.random.default_rng(5)
+    lat, lon = german_state_coordinates(CODES)
+    places = map_coordinates(lat, lon)
+    groups = np.repeat(np.arange(12), 15)  # 15 stores a state
+    group_distances = geographic_distances(lat[groups], lon[groups])
+    near = places[groups] @ rng.normal(size=(2, 6)) + rng.normal(0, 20.0, size=(180, 6))
+    score = grouped_points_score(near, [CODES[g] for g in groups], group_distances, 199)
+    assert score["group_r"] > 0.5 and score["group_p"] < 0.01
+    assert score["mantel_r"] > 0.8 and score["mantel_p"] < 0.01
+    assert (score["n_points"], score["n_groups"]) == (180, 12)
+    random = grouped_points_score(rng.normal(size=(180, 6)), [CODES[g] for g in groups],
+                                  group_distances, 199)
+    assert random["group_p"] > 0.05 and random["mantel_p"] > 0.05

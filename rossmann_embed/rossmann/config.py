@@ -28,6 +28,9 @@ class TrainConfig(NetworkConfig):
     store_factors: int = 8  # principal components of the Store embedding given to LightGBM
     features: str = "full"  # or "paper": the paper's seven features (features.PAPER_FEATURES)
     drop_features: list[str] = field(default_factory=list)  # features.FEATURE_GROUPS to leave out
+    # A random sample (drawn with ``seed``) of this many training rows; None: all of them.
+    # For studies that train many networks (geography-study); validation keeps every row.
+    train_rows: int | None = None
 
     def check(self) -> None:
         """The core's checks, then the Rossmann options' (``OptionError`` for the first)."""
@@ -43,5 +46,8 @@ class TrainConfig(NetworkConfig):
         require(self, "drop_features", isinstance(self.drop_features, list) and all(
             g in FEATURE_GROUPS for g in self.drop_features),
             f"groups among {', '.join(FEATURE_GROUPS)}")
+        require(self, "train_rows", self.train_rows is None or isinstance(self.train_rows, int)
+                and not isinstance(self.train_rows, bool) and self.train_rows >= 1,
+                "a whole number of at least 1 (or null: every row)")
         require(self, "store_factors", isinstance(self.store_factors, int)
                 and self.store_factors >= 1, "a whole number of at least 1")

@@ -3,7 +3,12 @@
 ``write_maps`` turns the embedding matrices of a trained run into files a person can read.
 Layout of ``out_dir`` (every file written atomically)::
 
-    geography.json              mantel_r, mantel_p, procrustes_residual, n_states, map
+    geography.json              the State embedding against the map: mantel_r, mantel_p,
+                                procrustes_residual, east_west_r/p of the ensemble (the
+                                members side by side) at the top, ``members`` (seed,
+                                mantel_r, mantel_p, ...) and their mean and sd; ``stores``:
+                                ANOSIM of store embeddings by state and a Mantel test
+                                against the distances of their states' capitals
     tables/<Column>.parquet     every embedding matrix with labels, one row per matrix row
     tables/<Column>.csv         (same content; row index 0 is "<unknown>"):
                                 Store: + State, StateName, StoreType, Assortment
@@ -16,8 +21,12 @@ Layout of ``out_dir`` (every file written atomically)::
     figures/state_tsne.png
     figures/store_pca.png       store embeddings coloured by state (PCA, t-SNE)
     figures/store_tsne.png
+    figures/store_pca_by_type.png   ... and by StoreType
+    figures/store_tsne_by_type.png
     figures/store_pc2_pc3.png   component 2 against 3, extreme stores labelled
     figures/geography_alignment.png   Procrustes-aligned state embedding over the real map
+    figures/geography_map.png   the same as a map: longitude, latitude, names at both ends
+                                (German capitals only, not for a ``reference`` map)
     projector/<Column>_vectors.tsv, <Column>_metadata.tsv, projector_config.pbtxt
                                 TensorBoard projector (``tensorboard --logdir out_dir/projector``)
 
@@ -55,6 +64,7 @@ from rossmann_embed.tabular.files import write_text
 from rossmann_embed.tabular.plots import (
     plot_factor_scatter,
     plot_geography_alignment,
+    plot_geography_map,
     plot_labelled_map,
     plot_points_by_group,
 )
@@ -66,11 +76,21 @@ from rossmann_embed.tabular.report import (
     with_labels,
     write_projector_files,
 )
-from rossmann_embed.tabular.spatial import GeographyScore, spatial_score
+from rossmann_embed.tabular.spatial import (
+    GeographyScore,
+    ensemble_vectors,
+    euclidean_distances,
+    geographic_distances,
+    grouped_points_score,
+    map_degrees,
+    spatial_score,
+)
 
 STORE_ATTRIBUTES = ("State", "StoreType", "Assortment")
 FACTOR_COMPONENTS = 3
 FACTOR_ROWS = 15
+# 1,115 stores: 621k pairs a permutation; p can reach 0.001, well below the 0.01 one asks for.
+STORE_PERMUTATIONS = 999
 
 
 # --- tables ------------------------------------------------------------------------------------
@@ -138,15 +158,19 @@ def _state_figures(proj: pl.DataFrame, axes: dict[str, tuple], figures: Path) ->
 
 
 def _store_figures(proj: pl.DataFrame, axes: dict[str, tuple], figures: Path) -> list[Path]:
-    group = _display(pl.col("State"), pl.col("StateName")).alias("group")
+    """Store maps coloured by state (store_<method>.png) and by StoreType (…_by_type.png)."""
+    groups = {"": ("State", _display(pl.col("State"), pl.col("StateName"))),
+              "_by_type": ("StoreType", pl.col("StoreType"))}
     n = proj.height
     paths = []
-    for m in ("pca", "tsne"):
-        points = proj.select(group, x=f"{m}_x", y=f"{m}_y")
-        paths.append(plot_points_by_group(
-            points, f"{n} store embeddings by state ({METHOD_NAMES[m]})",
-            figures / f"store_{m}.png", *axes[m], group_title="State", equal_aspect=m == "pca",
-        ))  # fmt: skip
+    for suffix, (title, group) in groups.items():
+        for m in ("pca", "tsne"):
+            points = proj.select(group.alias("group"), x=f"{m}_x", y=f"{m}_y")
+            paths.append(plot_points_by_group(
+                points, f"{n} store embeddings by {title} ({METHOD_NAMES[m]})",
+                figures / f"store_{m}{suffix}.png", *axes[m], group_title=title,
+                equal_aspect=m == "pca",
+            ))  # fmt: skip
     return paths
 
 
@@ -189,17 +213,12 @@ def _reference_points(codes: list[str], reference: pl.DataFrame) -> np.ndarray:
     return ordered.select("x", "y").to_numpy().astype(np.float64)
 
 
-def score_states(
-    state: pl.DataFrame,
-    reference: pl.DataFrame | None = None,
-    seed: int = 0,
-    permutations: int = 9999,
-) -> GeographyScore:
-    """Geography score of the state table's known rows: against German capitals (lat/lon,
-    great-circle km) or, if given, ``reference`` positions (State, x, y; Euclidean)."""
-    known = known_rows(state)
-    codes = known["value"].to_list()
-    vectors = vectors_of(known)
+def score_state_vectors(
+    codes: list[str], vectors: np.ndarray, reference: pl.DataFrame | None = None,
+    seed: int = 0, permutations: int = 9999,
+) -> GeographyScore:  # fmt: skip
+    """Geography score of state vectors: against German capitals (lat/lon, great-circle km)
+    or, if given, ``reference`` positions (State, x, y; Euclidean)."""
     if reference is None:
         lat, lon = german_state_coordinates(codes)
         return geography_score(vectors, codes, lat, lon, seed=seed, permutations=permutations)
@@ -207,26 +226,90 @@ def score_states(
     return spatial_score(vectors, codes, points, permutations=permutations, seed=seed)
 
 
-def _geography(
-    state: pl.DataFrame, reference: pl.DataFrame | None, out_dir: Path, seed: int,
-    permutations: int,
-) -> tuple[dict[str, Any], list[Path]]:  # fmt: skip
-    score = score_states(state, reference, seed, permutations)
+def score_states(
+    state: pl.DataFrame,
+    reference: pl.DataFrame | None = None,
+    seed: int = 0,
+    permutations: int = 9999,
+) -> GeographyScore:
+    """``score_state_vectors`` of a labelled State table's known rows."""
+    known = known_rows(state)
+    return score_state_vectors(known["value"].to_list(), vectors_of(known), reference, seed,
+                               permutations)
+
+
+def _state_distances(codes: list[str], reference: pl.DataFrame | None) -> np.ndarray:
+    """Distances between the places of ``codes`` (repeats allowed): capitals' great-circle km,
+    or Euclidean between ``reference`` positions."""
+    if reference is None:
+        return geographic_distances(*german_state_coordinates(codes))
+    return euclidean_distances(_reference_points(codes, reference))
+
+
+def score_stores(
+    stores: Sequence[pl.DataFrame], reference: pl.DataFrame | None = None, seed: int = 0,
+    permutations: int = STORE_PERMUTATIONS,
+) -> dict[str, Any]:  # fmt: skip
+    """Do a state's stores lie together in the store embedding (ANOSIM by state), and do
+    store distances follow the distances of their states' capitals (Mantel)? Scored on the
+    members' store embeddings side by side (``ensemble_vectors``)."""
+    known = [known_rows(t).filter(pl.col("State").is_not_null()) for t in stores]
+    states = known[0]["State"].to_list()
+    vectors = ensemble_vectors([vectors_of(k) for k in known])
+    score = grouped_points_score(vectors, states, _state_distances(states, reference),
+                                 permutations, seed)
+    return {"state_anosim_r": score["group_r"], "state_anosim_p": score["group_p"],
+            "mantel_r": score["mantel_r"], "mantel_p": score["mantel_p"],
+            "n_stores": score["n_points"], "n_states": score["n_groups"],
+            "permutations": permutations}
+
+
+def geography_report(
+    states: Sequence[pl.DataFrame], seeds: Sequence[int], reference: pl.DataFrame | None = None,
+    seed: int = 0, permutations: int = 9999,
+) -> tuple[dict[str, Any], GeographyScore]:  # fmt: skip
+    """Each member's State embedding scored against the map, and the ensemble's: the members'
+    embeddings side by side (``ensemble_vectors``; a single member is its own ensemble)."""
+    known = [known_rows(t) for t in states]
+    codes = known[0]["value"].to_list()
+    members = [score_state_vectors(codes, vectors_of(k), reference, seed, permutations)
+               for k in known]
+    ensemble = members[0] if len(known) == 1 else score_state_vectors(
+        codes, ensemble_vectors([vectors_of(k) for k in known]), reference, seed, permutations)
+    scores = [m.to_json_dict() for m in members]
+    keys = [k for k in scores[0] if k != "n_states"]
     result = {
-        **score.to_json_dict(),
+        **ensemble.to_json_dict(),
+        "scored": "the only member" if len(known) == 1 else
+                  f"the {len(known)} members' embeddings side by side",
         "permutations": permutations,
         "map": "German state capitals, great-circle km" if reference is None else "reference",
-    }
-    path_json = write_text(out_dir / "geography.json", json.dumps(result, indent=2) + "\n")
-    names = known_rows(state).select(pl.coalesce("name", "value").alias("label"))
-    points = score.points_frame().with_columns(names["label"])
-    km = reference is None
-    path_png = plot_geography_alignment(
-        points, out_dir / "figures" / "geography_alignment.png",
+        "members": [{"seed": s, **score} for s, score in zip(seeds, scores, strict=True)],
+        "members_mean": {k: float(np.mean([s[k] for s in scores])) for k in keys},
+        "members_std": {k: float(np.std([s[k] for s in scores])) for k in keys},
+    }  # fmt: skip
+    return result, ensemble
+
+
+def _geography_figures(
+    score: GeographyScore, result: dict[str, Any], labels: pl.Series, km: bool, figures: Path
+) -> list[Path]:  # fmt: skip
+    points = score.points_frame().with_columns(labels.alias("label"))
+    paths = [plot_geography_alignment(
+        points, figures / "geography_alignment.png",
         "State embeddings aligned onto the map (orthogonal Procrustes)",
         score=result, xlabel="km east" if km else "x", ylabel="km north" if km else "y",
-    )  # fmt: skip
-    return result, [path_json, path_png]
+    )]  # fmt: skip
+    if km:  # the German map: back to degrees, drawn as a map
+        lat, lon = german_state_coordinates(list(score.labels))
+        aligned, capitals = map_degrees(score.aligned, lat, lon), np.column_stack([lon, lat])
+        degrees = points.with_columns(x=aligned[:, 0], y=aligned[:, 1], map_x=capitals[:, 0],
+                                      map_y=capitals[:, 1])
+        paths.append(plot_geography_map(
+            degrees, figures / "geography_map.png",
+            "Where the network puts the states (embedding aligned by Procrustes)", score=result,
+        ))  # fmt: skip
+    return paths
 
 
 # --- projector ---------------------------------------------------------------------------------
@@ -237,37 +320,53 @@ def _geography(
 
 def write_maps(
     vocabularies: Mapping[str, Sequence[Any]],
-    weights: Mapping[str, np.ndarray],
+    members: Sequence[Mapping[str, np.ndarray]],
     stores: pl.DataFrame,
     out_dir: Path,
     seed: int = 0,
     *,
+    seeds: Sequence[int] | None = None,
+    shown: int = 0,
     reference: pl.DataFrame | None = None,
     permutations: int = 9999,
 ) -> dict[str, Any]:
-    """Write every table, projection, factor table, figure, the geography score and the
+    """Write every table, projection, factor table, figure, the geography scores and the
     projector files of a run's embeddings under ``out_dir`` (layout in the module docstring).
 
-    ``vocabularies[c][i]`` labels row ``i + 1`` of ``weights[c]``. ``stores`` has Store, State,
-    StoreType, Assortment. ``reference`` (State, x, y) replaces the German capitals as the map
-    the state embeddings are scored against (synthetic data with planted positions).
-    Returns a summary: files written (relative to ``out_dir``), geography score, explained
-    variance of the store components, seconds taken.
+    ``members`` holds each member's embedding matrices (``run_weights``), ``seeds`` their
+    seeds (default 0, 1, ...); tables, projections and factors are of member ``shown``, the
+    geography scores of every member and of the ensemble. ``vocabularies[c][i]`` labels row
+    ``i + 1`` of each matrix. ``stores`` has Store, State, StoreType, Assortment.
+    ``reference`` (State, x, y) replaces the German capitals as the map the state embeddings
+    are scored against (synthetic data with planted positions). Returns a summary: files
+    written (relative to ``out_dir``), geography, explained variance of the store components,
+    seconds taken.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
     figures = out_dir / "figures"
-    tables = build_tables(vocabularies, weights, stores)
+    member_tables = [build_tables(vocabularies, w, stores) for w in members]
+    tables = member_tables[shown]
     paths = export_tables(tables, out_dir / "tables")
     summary: dict[str, Any] = {"out_dir": str(out_dir)}
     if "State" in tables:
         proj, axes = projections(tables["State"], seed)
         paths.append(write_text(out_dir / "projections" / "State.csv", proj.write_csv()))
         paths += _state_figures(proj, axes, figures)
-        summary["geography"], written = _geography(
-            tables["State"], reference, out_dir, seed, permutations
-        )
-        paths += written
+        geography, ensemble = geography_report(
+            [t["State"] for t in member_tables], seeds or range(len(members)), reference,
+            seed, permutations)  # fmt: skip
+        if "Store" in tables:
+            geography["stores"] = score_stores([t["Store"] for t in member_tables], reference,
+                                               seed)
+        if len(members) > 1:
+            geography["member_shown"] = shown
+        paths.append(write_text(out_dir / "geography.json", json.dumps(geography, indent=2)
+                                + "\n"))  # fmt: skip
+        names = known_rows(tables["State"]).select(pl.coalesce("name", "value"))
+        paths += _geography_figures(ensemble, geography, names.to_series(), reference is None,
+                                    figures)
+        summary["geography"] = geography
     if "Store" in tables:
         proj, axes = projections(tables["Store"], seed)
         paths.append(write_text(out_dir / "projections" / "Store.csv", proj.write_csv()))
@@ -282,8 +381,8 @@ def write_maps(
     return summary
 
 
-__all__ = ["build_tables", "score_states", "state_names", "store_labels", "write_maps",
-           "write_run_maps"]
+__all__ = ["build_tables", "geography_report", "score_state_vectors", "score_states",
+           "score_stores", "state_names", "store_labels", "write_maps", "write_run_maps"]
 
 
 # --- a trained run -----------------------------------------------------------------------------
@@ -291,24 +390,13 @@ __all__ = ["build_tables", "score_states", "state_names", "store_labels", "write
 
 def write_run_maps(run: Any, stores: pl.DataFrame, out_dir: Path, *, member: int = 0,
                    reference: pl.DataFrame | None = None, seed: int = 0) -> dict[str, Any]:
-    """``write_maps`` for one member of a run (``inference.Run``); with several members,
-    geography.json also gets every member's score and their mean and spread."""
-    vocabularies = run.preprocessor.vocabularies
-    summary = write_maps(vocabularies, run_weights(run.models[member]), stores, out_dir, seed,
-                         reference=reference)
-    if len(run.models) > 1 and "geography" in summary:
-        scores = [
-            score_states(build_tables(vocabularies, run_weights(m), stores)["State"],
-                         reference, seed).to_json_dict()
-            for m in run.models
-        ]
-        keys = [k for k in scores[0] if k != "n_states"]
-        summary["geography"]["member"] = member
-        summary["geography"]["members"] = scores
-        summary["geography"]["members_mean"] = {k: float(np.mean([s[k] for s in scores]))
-                                                for k in keys}
-        summary["geography"]["members_std"] = {k: float(np.std([s[k] for s in scores]))
-                                               for k in keys}
-        write_text(Path(out_dir) / "geography.json",
-                   json.dumps(summary["geography"], indent=2) + "\n")
-    return summary
+    """``write_maps`` for a run (``inference.Run``): tables of member ``member``, geography
+    of every member and of the ensemble."""
+    if not 0 <= member < len(run.models):
+        raise InputError.at("--member", f"a member index in [0, {len(run.models)})",
+                            value=member)
+    seeds = [int(label.removeprefix("seed-")) if label.startswith("seed-") else i
+             for i, label in enumerate(run.labels or [f"member-{i}" for i in
+                                                      range(len(run.models))])]
+    return write_maps(run.preprocessor.vocabularies, [run_weights(m) for m in run.models],
+                      stores, out_dir, seed, seeds=seeds, shown=member, reference=reference)

@@ -29,6 +29,7 @@ from pytorch_lightning import Callback
 from rossmann_embed.rossmann.boosting import MIN_ROWS, Boosted, store_factors
 from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.features import (
+    FeatureTable,
     build_features,
     hide_future,
     model_rows,
@@ -47,13 +48,24 @@ from rossmann_embed.tabular.training import train_members
 Y_RANGE_HEADROOM = 1.2  # log-sales output bounded to [0, 1.2 * log(max sales)], as fastai
 
 
-def prepare(config: TrainConfig) -> tuple[pl.DataFrame, pl.DataFrame, Preprocessor, dict]:
-    """Read, build features, choose the model rows and split: (train, validation, fitted
-    preprocessing, report of row counts). ``fit`` hides the training rows' future."""
-    data = read_rossmann(config.data_dir, weather=config.weather, trends=config.trends)
-    table = build_features(data)
+def read_features(config: TrainConfig) -> FeatureTable:
+    """Kaggle's files under ``config.data_dir`` (with weather and trends as configured) and
+    every feature built from them."""
+    return build_features(read_rossmann(config.data_dir, weather=config.weather,
+                                        trends=config.trends))
+
+
+def prepare(config: TrainConfig, table: FeatureTable | None = None
+            ) -> tuple[pl.DataFrame, pl.DataFrame, Preprocessor, dict]:
+    """Read (unless ``table``, from ``read_features``, is given), choose the model rows and
+    split: (train, validation, fitted preprocessing, report of row counts). ``fit`` hides the
+    training rows' future."""
+    table = table or read_features(config)
     rows, counts = model_rows(table.frame)
     train, validation = time_split(rows, config.validation_days)
+    if config.train_rows is not None and config.train_rows < train.height:
+        counts["rows_not_sampled"] = train.height - config.train_rows  # --train-rows
+        train = sample_rows(train, config.train_rows, config.seed)
     if train.is_empty():
         days = rows.get_column("Date").n_unique()
         raise InputError.at("--validation-days", f"fewer days than the data's {days} (none "
@@ -73,13 +85,21 @@ def prepare(config: TrainConfig) -> tuple[pl.DataFrame, pl.DataFrame, Preprocess
     return train, validation, preprocessor, report
 
 
-def fit(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback] = ()) -> Path:
+def sample_rows(frame: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
+    """``n`` rows drawn at random without replacement, in their original order."""
+    chosen = np.sort(np.random.default_rng(seed).choice(frame.height, n, replace=False))
+    return frame[chosen]
+
+
+def fit(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback] = (),
+        table: FeatureTable | None = None) -> Path:
     """Train ``config.seeds`` models into ``config.out`` and write the validation report;
-    ``callbacks`` join each member's Trainer."""
+    ``callbacks`` join each member's Trainer. ``table`` (``read_features(config)``) saves
+    reading the files again when one process trains many runs."""
     run_dir = Path(config.out)
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError.at(str(run_dir), "a directory to write the run into (--out)")
-    train, validation, preprocessor, report = prepare(config)  # bad input stops here
+    train, validation, preprocessor, report = prepare(config, table)  # bad input stops here
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.json")
     write_json(run_dir / "data_report.json", report)

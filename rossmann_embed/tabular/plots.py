@@ -67,12 +67,13 @@ def label_axes(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
     ax.set_ylabel(ylabel)
 
 
-def _freeze_limits(ax: Axes, margin: float, equal_aspect: bool) -> None:
-    """Fix the data limits (with room for labels) so pixel positions are final."""
+def _freeze_limits(ax: Axes, margin: float, equal_aspect: bool, aspect: float = 1.0) -> None:
+    """Fix the data limits (with room for labels) so pixel positions are final; with
+    ``equal_aspect``, a y unit is ``aspect`` x units long on screen."""
     ax.margins(margin)
     ax.autoscale_view()
     if equal_aspect:
-        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_aspect(aspect, adjustable="datalim")
         ax.apply_aspect()
     ax.set_xlim(ax.get_xlim())
     ax.set_ylim(ax.get_ylim())
@@ -233,12 +234,75 @@ def plot_geography_alignment(
         return save_figure(fig, path)
 
 
+def plot_geography_map(
+    points: pl.DataFrame,
+    path: Path,
+    title: str = "State embeddings on the map",
+    *,
+    score: Mapping[str, float] | None = None,
+) -> Path:
+    """The aligned embedding drawn as a map: ``GeographyScore.points_frame()`` in degrees
+    (``x``, ``map_x``: longitude; ``y``, ``map_y``: latitude). Each place's name stands at its
+    real position and, in red, at its embedding's; axes are longitude and latitude, with the
+    aspect of a map at that latitude."""
+    real = points.select("map_x", "map_y").to_numpy()
+    aligned = points.select("x", "y").to_numpy()
+    pairs = np.stack([real, aligned], axis=1)
+    labels = points["label"].cast(pl.String).to_list()
+    with theme():
+        fig, ax = new_axes((7.5, 9.0))
+        ax.add_collection(LineCollection(pairs, colors="0.6", linewidths=0.9, linestyles=":",
+                                         zorder=2))  # fmt: skip
+        sns.scatterplot(x=real[:, 0], y=real[:, 1], ax=ax, s=60, color="#1f77b4",
+                        edgecolor="white", zorder=4, label="capital")  # fmt: skip
+        sns.scatterplot(x=aligned[:, 0], y=aligned[:, 1], ax=ax, s=60, color="#d62728",
+                        marker="X", zorder=4, label="embedding (Procrustes)")  # fmt: skip
+        full_title = title if score is None else f"{title}\n{_score_line(score)}"
+        label_axes(ax, full_title, "longitude (°E)", "latitude (°N)")
+        ax.legend(loc="lower left", frameon=True, fontsize="small")
+        # A degree of longitude is cos(latitude) degrees of latitude long.
+        _freeze_limits(ax, 0.15, equal_aspect=True,
+                       aspect=1 / np.cos(np.radians(real[:, 1].mean())))
+        line_points = (points_along(pairs), 3.0)
+        texts = repel_labels(ax, real[:, 0], real[:, 1], labels, marker_size=60, fontsize=8.5,
+                             obstacles=[(aligned, marker_radius_px(60, DPI)), line_points])
+        texts += repel_labels(ax, aligned[:, 0], aligned[:, 1], labels, marker_size=60,
+                              fontsize=8.5, obstacles=[(real, marker_radius_px(60, DPI)),
+                                                       line_points])
+        for text in texts[len(labels):]:
+            text.set_color("#b2182b")
+            text.set_fontstyle("italic")
+        return save_figure(fig, path)
+
+
+def plot_spread(values: pl.DataFrame, path: Path, title: str, xlabel: str) -> Path:
+    """Repeated measurements by label (``label``, ``value``), e.g. one score per seed: each
+    value as a dot, and the label's mean with +- one standard deviation, one row per label
+    in order of first appearance."""
+    order = list(dict.fromkeys(values["label"].cast(pl.String).to_list()))
+    stats = values.group_by("label", maintain_order=True).agg(
+        mean=pl.col("value").mean(), sd=pl.col("value").std().fill_null(0.0))
+    with theme():
+        fig, ax = new_axes((8.0, 0.55 * len(order) + 1.6))
+        sns.stripplot(x=values["value"].to_numpy(), y=values["label"].to_list(), order=order,
+                      ax=ax, color="0.55", size=5, jitter=0.15, zorder=2)  # fmt: skip
+        ax.errorbar(stats["mean"].to_numpy(), np.arange(len(order)), xerr=stats["sd"].to_numpy(),
+                    fmt="D", color="#d62728", ecolor="#d62728", capsize=4, zorder=3,
+                    label="mean ± sd")  # fmt: skip
+        ax.axvline(0.0, color="0.3", linewidth=0.8)
+        label_axes(ax, title, xlabel, "")
+        ax.legend(loc="lower right", frameon=True, fontsize="small")
+        return save_figure(fig, path)
+
+
 __all__ = [
     "DPI",
     "extreme_rows",
     "group_palette",
     "plot_factor_scatter",
     "plot_geography_alignment",
+    "plot_geography_map",
     "plot_labelled_map",
     "plot_points_by_group",
+    "plot_spread",
 ]

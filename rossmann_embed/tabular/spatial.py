@@ -7,12 +7,13 @@ map, and a score that combines them (``spatial_score``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 from scipy.spatial import procrustes
+from scipy.spatial.distance import cdist
 
 EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG)
 
@@ -40,10 +41,19 @@ def map_coordinates(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     return np.column_stack([east, north])
 
 
+def map_degrees(points: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Inverse of ``map_coordinates(lat, lon)``: planar km points back to (longitude, latitude)."""
+    lat, lon = np.asarray(lat, float), np.asarray(lon, float)
+    km_per_degree = np.radians(1.0) * EARTH_RADIUS_KM
+    points = np.asarray(points, float)
+    lon_out = points[:, 0] / (np.cos(np.radians(lat.mean())) * km_per_degree) + lon.mean()
+    return np.column_stack([lon_out, points[:, 1] / km_per_degree + lat.mean()])
+
+
 def euclidean_distances(points: np.ndarray) -> np.ndarray:
     """Euclidean distance matrix between the rows of ``points``."""
     points = np.asarray(points, float)
-    return np.linalg.norm(points[:, None, :] - points[None, :, :], axis=-1)
+    return cdist(points, points)  # no (n, n, d) intermediate: 1,115 stores x 400 dimensions
 
 
 # --- Mantel test -------------------------------------------------------------------------------
@@ -96,7 +106,8 @@ def mantel_test(
 
 
 def group_test(
-    vectors: np.ndarray, groups: Sequence[int | None], permutations: int = 9999, seed: int = 0
+    vectors: np.ndarray, groups: Sequence[Hashable | None], permutations: int = 9999,
+    seed: int = 0,
 ) -> tuple[float, float]:
     """ANOSIM (Clarke 1993): do points of one group lie closer to each other than to the rest?
 
@@ -119,9 +130,48 @@ def group_test(
 
     r = float(statistic(labels[None, :])[0])
     rng = np.random.default_rng(seed)
-    shuffled = rng.permuted(np.tile(labels, (permutations, 1)), axis=1)
-    at_least = int(np.count_nonzero(statistic(shuffled) >= r - 1e-12))
+    chunk = max(1, 4_000_000 // max(rows.size, 1))  # bound memory: 1,115 stores, 621k pairs
+    at_least = 0
+    for start in range(0, permutations, chunk):
+        shuffled = rng.permuted(np.tile(labels, (min(chunk, permutations - start), 1)), axis=1)
+        at_least += int(np.count_nonzero(statistic(shuffled) >= r - 1e-12))
     return r, (at_least + 1) / (permutations + 1)
+
+
+def ensemble_vectors(members: Sequence[np.ndarray]) -> np.ndarray:
+    """One space for a seed ensemble's embeddings of the same rows: each member's vectors
+    centred, scaled to unit Frobenius norm and placed side by side.
+
+    Members learn rotated, permuted spaces, so their vectors cannot be averaged; side by side,
+    a squared distance is the mean of the members' (scaled) squared distances, which any
+    rotation leaves alone, and no member weighs more for having larger vectors.
+    """
+    scaled = []
+    for vectors in members:
+        centred = np.asarray(vectors, float) - np.mean(vectors, axis=0)
+        norm = np.linalg.norm(centred)
+        scaled.append(centred / norm if norm > 0 else centred)
+    return np.hstack(scaled)
+
+
+def grouped_points_score(
+    vectors: np.ndarray, groups: Sequence[Hashable], group_distances: np.ndarray,
+    permutations: int = 999, seed: int = 0,
+) -> dict[str, float | int]:
+    """Do points of one group (the stores of a state) lie together, and do the distances
+    between points follow the distances between their groups' places?
+
+    ``group_r``/``group_p``: ``group_test`` by group. ``mantel_r``/``mantel_p``: Mantel test
+    of the points' embedding distances against ``group_distances`` (n, n), the distance
+    between the places of each pair's groups (0 within a group).
+    """
+    vectors = np.asarray(vectors, float)
+    group_r, group_p = group_test(vectors, groups, permutations, seed)
+    mantel_r, mantel_p = mantel_test(euclidean_distances(vectors), group_distances,
+                                     permutations, seed)
+    return {"group_r": group_r, "group_p": group_p, "mantel_r": mantel_r, "mantel_p": mantel_p,
+            "n_points": len(vectors), "n_groups": len(set(groups)),
+            "permutations": permutations}
 
 
 # --- Procrustes --------------------------------------------------------------------------------
