@@ -22,6 +22,7 @@ from rossmann_embed.tabular.config import (
     Config,
     NetworkConfig,
     OptionError,
+    per_layer_dropout,
     read_settings,
 )
 from rossmann_embed.tabular.errors import InputError
@@ -137,9 +138,10 @@ def resolved_config(kind: type[Config], args: argparse.Namespace,
     flags["embedding_sizes"] = dict(_column_size(s) for s in args.embedding_size)
     changed = {k: v for k, v in flags.items() if v != parser.get_default(k) and v != {}}
     settings = {**read_settings(args.config), **changed} if args.config else flags
-    dropout, hidden = settings.get("dropout"), settings.get("hidden_sizes")
-    if "dropout" not in changed and dropout and hidden and len(set(dropout)) == 1:
-        settings["dropout"] = dropout[:1] * len(hidden)  # one rate for however many layers
+    dropout = settings.get("dropout")
+    hidden = settings.get("hidden_sizes", NetworkConfig().hidden_sizes)
+    if dropout and isinstance(dropout, list) and isinstance(hidden, list):
+        settings["dropout"] = per_layer_dropout(dropout, len(hidden))
     config = kind.from_dict(settings)
     try:
         config.check()

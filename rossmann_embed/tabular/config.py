@@ -123,6 +123,12 @@ class NetworkConfig:
         return cls.from_dict(read_settings(path))
 
 
+def per_layer_dropout(dropout: list[float], n_layers: int) -> list[float]:
+    """One rate (or the same rate for every layer) for however many hidden layers there are;
+    a list of different rates is kept as it is (``check`` wants one per layer)."""
+    return dropout[:1] * n_layers if len(set(dropout)) == 1 else dropout
+
+
 def require(config: NetworkConfig, name: str, ok: bool, expected: str) -> None:
     """``OptionError`` for ``config.name`` unless ``ok``."""
     if not ok:

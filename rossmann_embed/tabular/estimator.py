@@ -26,7 +26,7 @@ from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from rossmann_embed.tabular.columns import ColumnRoles, infer_roles
-from rossmann_embed.tabular.config import TARGET_TRANSFORMS, NetworkConfig
+from rossmann_embed.tabular.config import TARGET_TRANSFORMS, NetworkConfig, per_layer_dropout
 from rossmann_embed.tabular.encoding import ColumnSpec, Preprocessor, forward_target
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.frames import to_frame
@@ -268,9 +268,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
             raise ValueError("validation_fraction must be in [0, 1), got "
                              f"{self.validation_fraction!r}")
         hidden = list(np.atleast_1d(self.hidden_sizes).tolist())
-        dropout = list(np.atleast_1d(self.dropout).tolist())
-        if len(set(dropout)) == 1:  # one rate (or the same for every layer): for each layer
-            dropout = dropout[:1] * len(hidden)
+        dropout = per_layer_dropout(list(np.atleast_1d(self.dropout).tolist()), len(hidden))
         config = NetworkConfig(
             epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
             weight_decay=self.weight_decay, loss=self.loss, seed=self.seed, seeds=self.seeds,
