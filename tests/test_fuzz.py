@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import polars as pl
@@ -13,13 +14,15 @@ from conftest import TINY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rossmann_embed.rossmann.geography import german_states
 from rossmann_embed.rossmann.io import read_rossmann
 from rossmann_embed.tabular.columns import infer_roles
 from rossmann_embed.tabular.config import NetworkConfig, OptionError
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.tables import read_table
 
-FUZZ = settings(max_examples=60, deadline=None,
+# 60 cases a test in CI; FUZZ_EXAMPLES=1000 for a longer hunt.
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 CELL_TEXT = st.one_of(st.text(max_size=12), st.sampled_from(
     ["", "NA", "-1", "1e309", "2015-02-30", "0x1F", " 5", "5 ", "a,b", '"', "\u00e9", "nan"]))
@@ -104,3 +107,87 @@ def test_any_option_values(changes: dict) -> None:
         config.check()
     except OptionError as error:
         assert error.option in changes or error.option == "dropout"
+
+
+# --- headers, bytes, weather and trend files -----------------------------------------------------
+
+WEATHER_HEADER = ("Date;Max_TemperatureC;Mean_TemperatureC;Min_TemperatureC;Dew_PointC;"
+                  "MeanDew_PointC;Min_DewpointC;Max_Humidity;Mean_Humidity;Min_Humidity;"
+                  "Max_Sea_Level_PressurehPa;Mean_Sea_Level_PressurehPa;"
+                  "Min_Sea_Level_PressurehPa;Max_VisibilityKm;Mean_VisibilityKm;"
+                  "Min_VisibilitykM;Max_Wind_SpeedKm_h;Mean_Wind_SpeedKm_h;Max_Gust_SpeedKm_h;"
+                  "Precipitationmm;CloudCover;Events;WindDirDegrees")
+WEATHER_ROW = ";21;16;11;10;8;6;94;70;43;1021;1019;1017;31;12;10;19;8;NA;0.00;5;Rain;239"
+
+
+def external_files(folder: Path) -> list[Path]:
+    """Valid weather (12 states) and Google-trend (13 series) files for TINY's days."""
+    states = german_states()
+    paths = []
+    for stem in states["weather_file"].to_list():
+        rows = [f"2015-0{d}{WEATHER_ROW}" for d in ("6-30", "7-01", "7-02")]
+        paths.append(folder / "external" / "weather" / f"{stem}.csv")
+        paths[-1].parent.mkdir(parents=True, exist_ok=True)
+        paths[-1].write_text("\n".join([WEATHER_HEADER, *rows]) + "\n")
+    for code in ["", *(c.split(",")[-1] for c in states["code"].to_list())]:
+        paths.append(folder / "external" / "googletrend" / f"Rossmann_DE{'_' * bool(code)}"
+                     f"{code}.csv")
+        paths[-1].parent.mkdir(parents=True, exist_ok=True)
+        paths[-1].write_text("Woche,Rossmann\n2015-06-28 - 2015-07-04,61\n")
+    return paths
+
+
+def write_valid(folder: Path) -> None:
+    for name, lines in TINY.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("\n".join(lines) + "\n")
+    external_files(folder)
+
+
+def assert_one_line_naming(error: InputError, path: Path) -> None:
+    message = str(error)
+    assert "\n" not in message and path.name in message, message
+
+
+FILES = [*TINY, "external/weather/Bayern.csv", "external/googletrend/Rossmann_DE.csv",
+         "external/googletrend/Rossmann_DE_NI.csv"]
+
+
+@FUZZ
+@given(file=st.sampled_from(FILES), row=st.integers(0, 5), column=st.integers(0, 30),
+       value=CELL_TEXT, header=st.booleans())
+def test_any_cell_or_header_of_any_input_file(tmp_path_factory: pytest.TempPathFactory,
+                                              file: str, row: int, column: int, value: str,
+                                              header: bool) -> None:
+    folder = tmp_path_factory.mktemp("fuzz")
+    write_valid(folder)
+    path = folder / file
+    separator = ";" if "weather" in file else ","
+    rows = list(csv.reader(path.read_text().splitlines(), delimiter=separator))
+    target = rows[0] if header else rows[1 + row % (len(rows) - 1)]
+    target[column % len(target)] = value
+    text = io.StringIO()
+    csv.writer(text, delimiter=separator, lineterminator="\n").writerows(rows)
+    path.write_text(text.getvalue())
+    try:
+        read_rossmann(folder)
+    except InputError as error:
+        assert_one_line_naming(error, path)
+
+
+@FUZZ
+@given(file=st.sampled_from(FILES), at=st.floats(0, 1), cut=st.booleans(),
+       junk=st.binary(min_size=1, max_size=8))
+def test_any_bytes_in_any_input_file(tmp_path_factory: pytest.TempPathFactory, file: str,
+                                     at: float, cut: bool, junk: bytes) -> None:
+    folder = tmp_path_factory.mktemp("fuzz")
+    write_valid(folder)
+    path = folder / file
+    content = path.read_bytes()
+    position = int(at * len(content))
+    path.write_bytes(content[:position] if cut else content[:position] + junk
+                     + content[position:])
+    try:
+        read_rossmann(folder)
+    except InputError as error:
+        assert_one_line_naming(error, path)

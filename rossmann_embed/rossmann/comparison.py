@@ -70,7 +70,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from rossmann_embed.rossmann.comparison_report import write_outputs
-from rossmann_embed.rossmann.feature_groups import PAPER_FEATURES
+from rossmann_embed.rossmann.feature_groups import PAPER_EMBEDDING_SIZES, PAPER_FEATURES
 from rossmann_embed.rossmann.features import build_features, hide_future, model_rows
 from rossmann_embed.rossmann.io import read_rossmann
 from rossmann_embed.tabular.data import TensorDataModule
@@ -81,8 +81,6 @@ from rossmann_embed.tabular.metrics import mape, rmspe
 from rossmann_embed.tabular.model import EntityEmbeddingRegressor, default_embedding_size
 
 SETTINGS = ("paper", "full")
-PAPER_EMBEDDING_SIZES = {"Store": 10, "DayOfWeek": 6, "Day": 10, "Month": 6, "Year": 2,
-                         "Promo": 1, "State": 6}
 N_JOBS = 2  # the machine the budget is set for; scikit-learn's -1 would also count busy cores
 
 # Classic models: the paper's choices where the 20-minute budget allows (see module docstring).

@@ -6,6 +6,10 @@ from __future__ import annotations
 WEATHER_COLUMNS = ["Max_TemperatureC", "Mean_TemperatureC", "Min_TemperatureC", "Mean_Humidity",
                    "Mean_Wind_SpeedKm_h", "Precipitationmm", "CloudCover"]
 PAPER_FEATURES = ["Store", "DayOfWeek", "Day", "Month", "Year", "Promo", "State"]
+# The paper's embedding sizes: `train --features paper` uses them (unless --embedding-size
+# says otherwise), since a narrow Store embedding leaves the map to the State one.
+PAPER_EMBEDDING_SIZES = {"Store": 10, "DayOfWeek": 6, "Day": 10, "Month": 6, "Year": 2,
+                         "Promo": 1, "State": 6}
 # Named groups of the full feature set, for `train --drop-features` (Store and State, whose
 # embeddings the maps study, are in none).
 FEATURE_GROUPS: dict[str, list[str]] = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -151,7 +152,7 @@ def read_table(path: Path, schema_name: str, separator: str = ",") -> pl.DataFra
         raise InputError.at(str(path), f"the file {path.name} to exist", hint=HELP)
     check_utf8(path)
     schema = SCHEMAS[schema_name]
-    header = pl.read_csv(path, n_rows=0, separator=separator).columns
+    header = read_csv(path, n_rows=0, separator=separator).columns
     for column in schema:
         if column not in header:
             raise InputError.at(
@@ -162,8 +163,8 @@ def read_table(path: Path, schema_name: str, separator: str = ",") -> pl.DataFra
     try:
         dtypes = {c: DTYPES[spec.kind] for c, spec in schema.items()}
         table = pl.read_csv(path, schema_overrides=dtypes, **options)
-    except pl.exceptions.PolarsError:
-        raw = pl.read_csv(path, infer_schema=False, **options)
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
+        raw = read_csv(path, infer_schema=False, **options)
         table = raw.select(_parse(raw.get_column(c), spec, str(path)) for c, spec in schema.items())
     if table.is_empty():
         raise InputError.at(str(path), "at least one data row below the header")
@@ -175,9 +176,23 @@ def read_table(path: Path, schema_name: str, separator: str = ",") -> pl.DataFra
     return table
 
 
+def read_csv(path: Path, **options: Any) -> pl.DataFrame:
+    """``pl.read_csv``; what polars cannot read (a ragged row, a broken quote) is one
+    ``InputError`` line with polars' reason."""
+    try:
+        return pl.read_csv(path, **options)
+    # A panic of polars' reader on some broken bytes is not an Exception: caught by name.
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError.at(str(path), f"a CSV file polars can read ({reason})") from None
+
+
 def check_utf8(path: Path) -> None:
-    """An ``InputError`` naming the first line that is not UTF-8 text (Kaggle's files are)."""
+    """An ``InputError`` for an empty file, or naming the first line that is not UTF-8 text
+    (Kaggle's files are)."""
     data = path.read_bytes()
+    if not data.strip():
+        raise InputError.at(str(path), "a header and data rows (the file is empty)")
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -212,7 +227,11 @@ def read_trends(folder: Path) -> pl.DataFrame | None:
         path = folder / f"Rossmann_DE{suffix}.csv"
         if not path.is_file():
             raise InputError.at(str(path), f"a Google-trend file for {code}", hint=HELP)
-        raw = pl.read_csv(path, infer_schema=False)
+        check_utf8(path)
+        raw = read_csv(path, infer_schema=False)
+        if raw.width < 2 or raw.is_empty():
+            raise InputError.at(str(path), "a week column and a trend column, with rows",
+                                line=1, value=",".join(raw.columns))
         week, value = raw.columns[:2]
         start = _parse(raw.get_column(week).str.slice(0, 10), Column("date"), str(path))
         trend = _parse(raw.get_column(value), Column("float"), str(path))

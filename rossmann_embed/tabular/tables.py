@@ -27,7 +27,9 @@ def read_table(path: str | Path) -> pl.DataFrame:
             frame = pl.read_parquet(path)
         else:
             frame = pl.read_csv(path, try_parse_dates=True, infer_schema_length=None)
-    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as error:
+    # A panic of polars' reader on some broken bytes is not an Exception: caught by name.
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError,
+            UnicodeDecodeError) as error:
         kind = "parquet" if suffix == ".parquet" else "UTF-8 CSV"
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InputError.at(str(path), f"a readable {kind} file ({first})") from None
