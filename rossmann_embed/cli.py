@@ -31,6 +31,7 @@ from rossmann_embed.tabular.workflow import FitConfig
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
 DEBUG_VARIABLE = "ROSSMANN_EMBED_DEBUG"
 OPTION_NAMES = {"embedding_sizes": "embedding-size"}  # config fields named unlike their flag
+NOT_GIVEN = object()  # an option left out (not a string: argparse would convert it)
 
 
 def command(function: Callable[[argparse.Namespace], None]) -> Callable:
@@ -130,14 +131,24 @@ def train_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> T
     return resolved_config(TrainConfig, args, parser)
 
 
+def given_only(parser: argparse.ArgumentParser, kind: type[Config]) -> None:
+    """Keep the options of ``kind``'s fields out of the parsed namespace unless typed, so the
+    config's own defaults decide the rest (``--features paper`` brings the paper's recipe;
+    ``--loss mse`` typed with it must still win)."""
+    parser.set_defaults(**dict.fromkeys(kind.__dataclass_fields__, NOT_GIVEN))
+
+
 def resolved_config(kind: type[Config], args: argparse.Namespace,
                     parser: argparse.ArgumentParser) -> Config:
     """A config of parsed options: a --config file, overridden by the flags given; checked,
     with a usage error naming the option (or the config file and its key)."""
-    flags = {k: v for k, v in vars(args).items() if k in kind.__dataclass_fields__}
-    flags["embedding_sizes"] = dict(_column_size(s) for s in args.embedding_size)
-    changed = {k: v for k, v in flags.items() if v != parser.get_default(k) and v != {}}
-    settings = {**read_settings(args.config), **changed} if args.config else flags
+    changed = {k: v for k, v in vars(args).items()  # given_only: the options typed
+               if k in kind.__dataclass_fields__ and v is not NOT_GIVEN}
+    if args.embedding_size:
+        changed["embedding_sizes"] = dict(_column_size(s) for s in args.embedding_size)
+    # Only what was said: options left out take the config's defaults (which may depend on
+    # what was said, as `--features paper` does).
+    settings = {**(read_settings(args.config) if args.config else {}), **changed}
     dropout = settings.get("dropout")
     hidden = settings.get("hidden_sizes", NetworkConfig().hidden_sizes)
     if dropout and isinstance(dropout, list) and isinstance(hidden, list):
@@ -343,9 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train an entity-embedding regressor into a run dir")
     add_train_options(train)
+    given_only(train, TrainConfig)
     train.set_defaults(subparser=train)
     fit = sub.add_parser("fit", help="train on a table of one's own (CSV or parquet)")
     add_fit_options(fit)
+    given_only(fit, FitConfig)
     fit.set_defaults(subparser=fit)
     predict = sub.add_parser("predict", help="a `fit` run's predictions for every row of a table")
     predict.add_argument("--run", required=True, help="run directory written by `fit`")

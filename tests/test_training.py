@@ -158,3 +158,26 @@ def test_paper_features_and_dropped_groups_are_what_the_run_sees(data_dir, tmp_p
     assert {"Store", "State", "Promo"} <= kept
     predicted, _ = predict_kaggle(run, data_dir)  # submit's path builds every feature anyway
     assert predicted.height > 0
+
+
+def test_the_paper_features_bring_the_papers_recipe_unless_told_otherwise():
+    from rossmann_embed.cli import build_parser, train_config
+    from rossmann_embed.rossmann.config import PAPER_RECIPE
+    from rossmann_embed.rossmann.feature_groups import PAPER_EMBEDDING_SIZES
+
+    paper = TrainConfig.from_dict({"data_dir": "d", "out": "o", "features": "paper"})
+    assert {k: getattr(paper, k) for k in PAPER_RECIPE} == PAPER_RECIPE
+    assert paper.embedding_sizes == PAPER_EMBEDDING_SIZES
+    told = TrainConfig.from_dict({"data_dir": "d", "out": "o", "features": "paper",
+                                  "learning_rate": 0.01, "embedding_sizes": {"Store": 4},
+                                  "drop_features": ["promo"]})
+    assert told.learning_rate == 0.01 and told.loss == "mae"
+    assert told.embedding_sizes["Store"] == 4 and "Promo" not in told.embedding_sizes
+    full = TrainConfig.from_dict({"data_dir": "d", "out": "o"})
+    assert (full.loss, full.embedding_sizes) == ("mse", {})
+    parser = build_parser()
+    args = parser.parse_args(["train", "--data-dir", "d", "--out", "o", "--features", "paper",
+                              "--loss", "mse", "--embedding-size", "State=3"])
+    config = train_config(args, args.subparser)
+    assert (config.loss, config.learning_rate, config.embedding_sizes["State"]) == ("mse", 0.03, 3)
+    assert config.lightgbm_weight == 0  # the paper's network alone

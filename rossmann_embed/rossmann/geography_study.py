@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from rossmann_embed.rossmann.config import TrainConfig
+from rossmann_embed.rossmann.config import PAPER_RECIPE, TrainConfig
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_json, write_text
 
@@ -53,7 +53,8 @@ class Setting:
     store_size: int = NARROW_STORE
 
     def overrides(self) -> dict[str, Any]:
-        """The TrainConfig fields of this setting."""
+        """The TrainConfig fields of this setting (other embeddings: the features' default,
+        the paper's sizes for the paper's features)."""
         return {"features": self.features, "drop_features": list(self.drop_features),
                 "embedding_sizes": {"Store": self.store_size}}
 
@@ -120,13 +121,15 @@ def geography_study(options: StudyOptions, progress: Callable[[str], None] = pri
     progress(f"geography study: {len(settings)} settings x {options.seeds} seeds, "
              f"{len(todo)} trainings to run, {options.train_rows:,} rows, "
              f"{options.epochs} epochs each -> {out}")
-    base = TrainConfig(data_dir=options.data_dir, out="", trends=True, lightgbm_weight=0.0,
-                       epochs=options.epochs, train_rows=options.train_rows)
-    table = read_features(base) if todo else None
+    # One network recipe for every setting, the paper's, so that only what a setting names
+    # differs; the network alone (no boosted half), every feature the data has.
+    base = {"data_dir": options.data_dir, "trends": True, "lightgbm_weight": 0.0,
+            "epochs": options.epochs, "train_rows": options.train_rows, **PAPER_RECIPE}
+    table = read_features(TrainConfig.from_dict({**base, "out": ""})) if todo else None
     started = time.perf_counter()
     for done, (setting, seed) in enumerate(todo, start=1):
         run_dir = out / "runs" / _safe(setting.name) / f"seed-{seed}"
-        config = TrainConfig.from_dict({**base.to_dict(), **setting.overrides(), "seed": seed,
+        config = TrainConfig.from_dict({**base, **setting.overrides(), "seed": seed,
                                         "out": str(run_dir)})
         start = time.perf_counter()
         fit(config, resume=True, table=table)

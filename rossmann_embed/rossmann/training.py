@@ -20,7 +20,6 @@ import math
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,6 @@ from pytorch_lightning import Callback
 
 from rossmann_embed.rossmann.boosting import MIN_ROWS, Boosted, store_factors
 from rossmann_embed.rossmann.config import TrainConfig
-from rossmann_embed.rossmann.feature_groups import PAPER_EMBEDDING_SIZES
 from rossmann_embed.rossmann.features import (
     FeatureTable,
     build_features,
@@ -102,7 +100,6 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback]
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError.at(str(run_dir), "a directory to write the run into (--out)")
     train, validation, preprocessor, report = prepare(config, table)  # bad input stops here
-    config = with_embedding_sizes(config, preprocessor.spec.categorical)
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.json")
     write_json(run_dir / "data_report.json", report)
@@ -120,15 +117,6 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback]
         if validation.height:
             write_json(run_dir / "validation.json", validation_report(run_dir, validation))
     return run_dir
-
-
-def with_embedding_sizes(config: TrainConfig, columns: Sequence[str]) -> TrainConfig:
-    """``--features paper`` trains the paper's embedding sizes unless ``--embedding-size``
-    sets them; written into config.json, so the run says what it trained."""
-    if config.features != "paper":
-        return config
-    paper = {c: n for c, n in PAPER_EMBEDDING_SIZES.items() if c in columns}
-    return replace(config, embedding_sizes={**paper, **config.embedding_sizes})
 
 
 def fit_boosted(config: TrainConfig, run_dir: Path, train: pl.DataFrame,
