@@ -340,6 +340,9 @@ def _print_prediction_notes(report: dict) -> None:
         print(f"rossmann-embed: warning: {report['unknown_stores']:,} stores the model was not "
               f"trained on ({report['unknown_store_rows']:,} rows) were predicted with the "
               "untrained unknown-store embedding", file=sys.stderr)
+    if report.get("days_with_labels", 0) < report.get("days_requested", 0):
+        print(f"note: train.csv has labelled rows on {report['days_with_labels']} of the "
+              f"{report['days_requested']} days asked; the others are not scored")
     for column, rows in report.get("unseen_values", {}).items():
         print(f"note: {rows:,} rows have a {column} value the model never saw (encoded as "
               "unknown)")

@@ -135,3 +135,17 @@ def test_cli_evaluate_prints_tables(trained: tuple[Path, Path], tmp_path: Path,
     assert printed.startswith(f"RMSPE {rmspe_value:.5f}")
     for heading in ("by store type", "by state", "by week", "worst stores"):
         assert f"\n{heading}\n" in printed
+
+
+def test_evaluate_says_how_much_of_the_period_has_labels(trained: tuple[Path, Path],
+                                                         tmp_path: Path, capsys) -> None:
+    from rossmann_embed.cli import main
+
+    data_dir, run_dir = trained
+    last = read_table(data_dir / "train.csv", "train.csv").get_column("Date").max()
+    first = last - dt.timedelta(days=4)
+    main(["evaluate", "--run", str(run_dir), "--data-dir", str(data_dir), "--from", str(first),
+          "--to", str(last + dt.timedelta(days=5)), "--out", str(tmp_path)])
+    stored = json.loads((tmp_path / "evaluation.json").read_text())
+    assert (stored["days_requested"], stored["days_with_labels"]) == (10, 5)
+    assert "note: train.csv has labelled rows on 5 of the 10 days asked" in capsys.readouterr().out

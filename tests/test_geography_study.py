@@ -82,4 +82,4 @@ def test_the_command_checks_its_options(capsys: pytest.CaptureFixture[str]) -> N
         main(["geography-study", "--data-dir", "d", "--out", "o", "--settings", "paper,nope"])
     assert stopped.value.code == 2
     assert "expected names among paper" in capsys.readouterr().err
-    assert len(SETTINGS) == 8
+    assert len(SETTINGS) == 7

@@ -65,7 +65,9 @@ def labelled_predictions(predictor: Predictor, data_dir: str | Path, date_from: 
     rows = frame.filter((pl.col("Set") == "train") & in_period)
     predicted = predict_sales(predictor, rows, members=True,
                               source=f"features built from {data_dir}")
-    return predicted, {"rows": rows.height, **report}
+    days = {"days_requested": (date_to - date_from).days + 1,
+            "days_with_labels": period.get_column("Date").n_unique()}
+    return predicted, {"rows": rows.height, **days, **report}
 
 
 def rmspe_by(rows: pl.DataFrame, key: str) -> pl.DataFrame:
