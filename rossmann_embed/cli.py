@@ -22,7 +22,6 @@ from rossmann_embed.tabular.config import (
     Config,
     NetworkConfig,
     OptionError,
-    per_layer_dropout,
     read_settings,
 )
 from rossmann_embed.tabular.errors import InputError
@@ -51,6 +50,7 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=d.seeds,
                         help="train a seed ensemble of this many members")
     parser.add_argument("--embedding-size", action="append", default=[], metavar="COLUMN=SIZE",
+                        type=_column_size,
                         help="override one column's embedding size (repeatable)")
     parser.add_argument("--hidden-sizes", type=_ints, default=d.hidden_sizes, metavar="1000,500")
     parser.add_argument("--dropout", type=_floats, default=d.dropout, metavar="0.001,0.01")
@@ -145,14 +145,10 @@ def resolved_config(kind: type[Config], args: argparse.Namespace,
     changed = {k: v for k, v in vars(args).items()  # given_only: the options typed
                if k in kind.__dataclass_fields__ and v is not NOT_GIVEN}
     if args.embedding_size:
-        changed["embedding_sizes"] = dict(_column_size(s) for s in args.embedding_size)
+        changed["embedding_sizes"] = dict(args.embedding_size)
     # Only what was said: options left out take the config's defaults (which may depend on
     # what was said, as `--features paper` does).
     settings = {**(read_settings(args.config) if args.config else {}), **changed}
-    dropout = settings.get("dropout")
-    hidden = settings.get("hidden_sizes", NetworkConfig().hidden_sizes)
-    if dropout and isinstance(dropout, list) and isinstance(hidden, list):
-        settings["dropout"] = per_layer_dropout(dropout, len(hidden))
     config = kind.from_dict(settings)
     try:
         config.check()
@@ -223,11 +219,10 @@ def run_demo(args: argparse.Namespace) -> None:
 def run_embeddings(args: argparse.Namespace) -> None:
     import json
 
-    import polars as pl
-
     from rossmann_embed.rossmann.inference import load_run
     from rossmann_embed.rossmann.io import read_stores
     from rossmann_embed.rossmann.maps import write_run_maps
+    from rossmann_embed.tabular.tables import read_table
 
     if (Path(args.run) / "estimator.json").is_file():  # a `fit` run: any table
         from rossmann_embed.tabular.workflow import embeddings_report
@@ -241,10 +236,12 @@ def run_embeddings(args: argparse.Namespace) -> None:
                             "labels stores and states itself)")
     run = load_run(args.run)
     data_dir = args.data_dir or json.loads((Path(args.run) / "config.json").read_text())["data_dir"]
-    reference = pl.read_csv(args.reference) if args.reference else None
+    reference = read_table(args.reference) if args.reference else None
     summary = write_run_maps(run, read_stores(data_dir), Path(args.out), member=args.member,
                              reference=reference)
     print(json.dumps({k: summary[k] for k in ("geography", "seconds") if k in summary}, indent=2))
+    for column, why in summary["skipped"].items():
+        print(f"note: no {column} maps or scores ({why})")
     print(f"{len(summary['files'])} files written to {args.out}")
 
 
@@ -566,7 +563,7 @@ def _column_label(text: str) -> tuple[str, str]:
 
 def _column_size(text: str) -> tuple[str, int]:
     column, _, size = text.partition("=")
-    if not size.isdigit():
+    if not column or not size.isdigit():
         raise argparse.ArgumentTypeError(f"expected COLUMN=SIZE, got {text!r}")
     return column, int(size)
 

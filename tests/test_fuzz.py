@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -14,6 +15,7 @@ from conftest import TINY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rossmann_embed.cli import main
 from rossmann_embed.rossmann.geography import german_states
 from rossmann_embed.rossmann.io import read_rossmann
 from rossmann_embed.tabular.columns import infer_roles
@@ -191,3 +193,133 @@ def test_any_bytes_in_any_input_file(tmp_path_factory: pytest.TempPathFactory, f
         read_rossmann(folder)
     except InputError as error:
         assert_one_line_naming(error, path)
+
+
+# --- run directories and the options of commands -------------------------------------------------
+
+QUICK = ["--epochs", "1", "--lightgbm-weight", "0", "--validation-days", "0", "--hidden-sizes",
+         "8"]
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """Exit status and standard error of one command."""
+    try:
+        main(argv)
+        status = 0
+    except SystemExit as stopped:
+        status = int(stopped.code or 0)
+    return status, capsys.readouterr().err
+
+
+def assert_clean_outcome(status: int, err: str, names: list[str]) -> None:
+    """Success, or exit 2 whose last line (argparse puts its usage above) names one of
+    ``names`` and is not a traceback."""
+    assert status in (0, 2), err
+    assert "Traceback" not in err
+    if status == 2:
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("rossmann-embed: error:") or "error: argument" in last, err
+        assert any(name in last for name in names), last
+
+
+def assert_nothing_half_written(folder: Path) -> None:
+    assert not [p for p in folder.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A trained one-epoch run on the hand-written tiny data, and that data."""
+    root = tmp_path_factory.mktemp("tiny-run")
+    for name, lines in TINY.items():
+        (root / "data" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "data" / name).write_text("\n".join(lines) + "\n")
+    main(["train", "--data-dir", str(root / "data"), "--out", str(root / "run"), *QUICK])
+    return root / "data", root / "run"
+
+
+RUN_FILES = ["checkpoints/seed-0/best.ckpt", "checkpoints/seed-0/last.ckpt", "config.json"]
+
+
+@settings(FUZZ, max_examples=min(FUZZ.max_examples, 30))
+@given(file=st.sampled_from(RUN_FILES), damage=st.sampled_from(["cut", "junk", "text", "gone"]),
+       at=st.floats(0, 1), junk=st.binary(min_size=1, max_size=16))
+def test_any_damage_to_a_run_directory(tiny_run: tuple[Path, Path],
+                                       tmp_path_factory: pytest.TempPathFactory,
+                                       capsys: pytest.CaptureFixture, file: str, damage: str,
+                                       at: float, junk: bytes) -> None:
+    data, run = tiny_run
+    work = tmp_path_factory.mktemp("damaged")
+    shutil.copytree(run, work / "run")
+    path = work / "run" / file
+    content = path.read_bytes()
+    position = int(at * len(content))
+    if damage == "gone":
+        path.unlink()
+    else:
+        path.write_bytes({"cut": content[:position], "junk": content[:position] + junk
+                          + content[position:], "text": junk.decode("latin-1").encode()}[damage])
+    capsys.readouterr()
+    out = work / "out" / "submission.csv"
+    status, err = run_cli(["submit", "--run", str(work / "run"), "--data-dir", str(data),
+                           "--out", str(out)], capsys)
+    assert_clean_outcome(status, err, [str(work / "run"), Path(file).name])
+    if status == 2:
+        assert not out.exists()
+    else:  # a damaged last.ckpt is not read by submit: a whole submission
+        assert pl.read_csv(out).height == len(TINY["test.csv"]) - 1
+    assert_nothing_half_written(work)
+
+
+TRAIN_OPTIONS = ["--epochs", "--batch-size", "--learning-rate", "--weight-decay", "--seed",
+                 "--seeds", "--embedding-size", "--hidden-sizes", "--dropout",
+                 "--embedding-dropout", "--patience", "--validation-days", "--hide-future",
+                 "--lightgbm-weight", "--store-factors", "--features", "--drop-features",
+                 "--train-rows", "--loss", "--logger"]
+OPTION_VALUES = st.one_of(
+    st.sampled_from(["0", "-1", "1", "2", "0.5", "1.5", "nan", "inf", "", "x", "Store=3",
+                     "Store=0", "Moon=2", "4,4", "0.1,0.1", "paper", "full", "weather", "mae",
+                     "1e9", "3,", ",", "tensorboard"]),
+    st.integers(-3, 5).map(str))
+
+
+@settings(FUZZ, max_examples=min(FUZZ.max_examples, 25))
+@given(option=st.sampled_from(TRAIN_OPTIONS), value=OPTION_VALUES)
+def test_any_value_of_any_train_option(tiny_run: tuple[Path, Path],
+                                       tmp_path_factory: pytest.TempPathFactory,
+                                       capsys: pytest.CaptureFixture, option: str,
+                                       value: str) -> None:
+    data, _ = tiny_run
+    out = tmp_path_factory.mktemp("options") / "run"
+    capsys.readouterr()
+    status, err = run_cli(["train", "--data-dir", str(data), "--out", str(out), *QUICK,
+                           f"{option}={value}"], capsys)
+    assert_clean_outcome(status, err, [option, str(data)])
+    if status == 2:
+        assert not out.exists()  # refused before anything is written
+    else:
+        assert (out / "checkpoints" / "seed-0" / "best.ckpt").is_file()
+    assert_nothing_half_written(out.parent)
+
+
+@settings(FUZZ, max_examples=min(FUZZ.max_examples, 30))
+@given(command=st.sampled_from(["evaluate", "embeddings", "submit"]),
+       option=st.sampled_from(["--from", "--to", "--member", "--test", "--reference"]),
+       value=OPTION_VALUES)
+def test_any_value_of_the_prediction_commands_options(tiny_run: tuple[Path, Path],
+                                                      tmp_path_factory: pytest.TempPathFactory,
+                                                      capsys: pytest.CaptureFixture,
+                                                      command: str, option: str,
+                                                      value: str) -> None:
+    data, run = tiny_run
+    out = tmp_path_factory.mktemp("commands") / ("sub.csv" if command == "submit" else "out")
+    options = {"--from": "2015-06-30", "--to": "2015-07-01"} if command == "evaluate" else {}
+    options[option] = value  # the fuzzed one, in place of a valid one
+    argv = [command, "--run", str(run), "--data-dir", str(data), "--out", str(out),
+            *(f"{k}={v}" for k, v in options.items())]
+    capsys.readouterr()
+    status, err = run_cli(argv, capsys)
+    assert status in (0, 2), err
+    assert "Traceback" not in err
+    if status == 2:
+        assert err.strip().splitlines()[-1].count("error") >= 1
+    assert_nothing_half_written(out.parent)

@@ -91,6 +91,7 @@ FACTOR_COMPONENTS = 3
 FACTOR_ROWS = 15
 # 1,115 stores: 621k pairs a permutation; p can reach 0.001, well below the 0.01 one asks for.
 STORE_PERMUTATIONS = 999
+MIN_POINTS = 3
 
 
 # --- tables ------------------------------------------------------------------------------------
@@ -264,6 +265,12 @@ def score_stores(
             "permutations": permutations}
 
 
+def _several_states(store: pl.DataFrame) -> bool:
+    """Whether the stores' test is defined: 3 stores or more, in 2 states or more."""
+    known = known_rows(store).filter(pl.col("State").is_not_null())
+    return known.height >= MIN_POINTS and known.get_column("State").n_unique() >= 2
+
+
 def geography_report(
     states: Sequence[pl.DataFrame], seeds: Sequence[int], reference: pl.DataFrame | None = None,
     seed: int = 0, permutations: int = 9999,
@@ -348,15 +355,19 @@ def write_maps(
     member_tables = [build_tables(vocabularies, w, stores) for w in members]
     tables = member_tables[shown]
     paths = export_tables(tables, out_dir / "tables")
-    summary: dict[str, Any] = {"out_dir": str(out_dir)}
-    if "State" in tables:
+    summary: dict[str, Any] = {"out_dir": str(out_dir), "skipped": {}}
+    for column in ("State", "Store"):  # t-SNE, a Mantel test and factor ends need 3 points
+        if column in tables and known_rows(tables[column]).height < MIN_POINTS:
+            summary["skipped"][column] = (f"{known_rows(tables[column]).height} known values: "
+                                          f"maps and scores need {MIN_POINTS}")
+    if "State" in tables and "State" not in summary["skipped"]:
         proj, axes = projections(tables["State"], seed)
         paths.append(write_text(out_dir / "projections" / "State.csv", proj.write_csv()))
         paths += _state_figures(proj, axes, figures)
         geography, ensemble = geography_report(
             [t["State"] for t in member_tables], seeds or range(len(members)), reference,
             seed, permutations)  # fmt: skip
-        if "Store" in tables:
+        if "Store" in tables and _several_states(tables["Store"]):
             geography["stores"] = score_stores([t["Store"] for t in member_tables], reference,
                                                seed)
         if len(members) > 1:
@@ -367,7 +378,7 @@ def write_maps(
         paths += _geography_figures(ensemble, geography, names.to_series(), reference is None,
                                     figures)
         summary["geography"] = geography
-    if "Store" in tables:
+    if "Store" in tables and "Store" not in summary["skipped"]:
         proj, axes = projections(tables["Store"], seed)
         paths.append(write_text(out_dir / "projections" / "Store.csv", proj.write_csv()))
         paths += _store_figures(proj, axes, figures)

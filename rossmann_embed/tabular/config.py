@@ -104,6 +104,8 @@ class NetworkConfig:
 
     @classmethod
     def from_dict(cls: type[Config], data: dict[str, Any]) -> Config:
+        """A config of the options in ``data`` (the rest at their defaults); one dropout rate
+        stands for every hidden layer (``per_layer_dropout``)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -112,7 +114,10 @@ class NetworkConfig:
                    and f.default is MISSING and f.default_factory is MISSING]
         if missing:
             raise InputError.at("config", f"a value for {', '.join(missing)}")
-        return cls(**data)
+        config = cls(**data)
+        if isinstance(config.dropout, list) and isinstance(config.hidden_sizes, list):
+            config.dropout = per_layer_dropout(config.dropout, len(config.hidden_sizes))
+        return config
 
     def save(self, path: Path) -> None:
         write_json(path, self.to_dict())
