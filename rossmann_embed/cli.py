@@ -135,7 +135,9 @@ def given_only(parser: argparse.ArgumentParser, kind: type[Config]) -> None:
     """Keep the options of ``kind``'s fields out of the parsed namespace unless typed, so the
     config's own defaults decide the rest (``--features paper`` brings the paper's recipe;
     ``--loss mse`` typed with it must still win)."""
-    parser.set_defaults(**dict.fromkeys(kind.__dataclass_fields__, NOT_GIVEN))
+    # Repeatable options (append) keep their [] to append to; [] counts as not typed.
+    parser.set_defaults(**{f: NOT_GIVEN for f in kind.__dataclass_fields__
+                           if parser.get_default(f) != []})
 
 
 def resolved_config(kind: type[Config], args: argparse.Namespace,
@@ -143,7 +145,7 @@ def resolved_config(kind: type[Config], args: argparse.Namespace,
     """A config of parsed options: a --config file, overridden by the flags given; checked,
     with a usage error naming the option (or the config file and its key)."""
     changed = {k: v for k, v in vars(args).items()  # given_only: the options typed
-               if k in kind.__dataclass_fields__ and v is not NOT_GIVEN}
+               if k in kind.__dataclass_fields__ and v is not NOT_GIVEN and v != []}
     if args.embedding_size:
         changed["embedding_sizes"] = dict(args.embedding_size)
     # Only what was said: options left out take the config's defaults (which may depend on

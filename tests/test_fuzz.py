@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import TINY
+from conftest import TINY, shop_table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -297,7 +297,7 @@ def test_any_value_of_any_train_option(tiny_run: tuple[Path, Path],
     if status == 2:
         assert not out.exists()  # refused before anything is written
     else:
-        assert (out / "checkpoints" / "seed-0" / "best.ckpt").is_file()
+        assert list(out.glob("checkpoints/seed-*/best.ckpt"))
     assert_nothing_half_written(out.parent)
 
 
@@ -323,3 +323,31 @@ def test_any_value_of_the_prediction_commands_options(tiny_run: tuple[Path, Path
     if status == 2:
         assert err.strip().splitlines()[-1].count("error") >= 1
     assert_nothing_half_written(out.parent)
+
+
+FIT_OPTIONS = ["--target", "--categorical", "--continuous", "--drop", "--time-column",
+               "--validation-fraction", "--target-transform", "--epochs", "--batch-size",
+               "--embedding-size", "--factorization", "--hidden-sizes", "--loss"]
+FIT_VALUES = st.one_of(OPTION_VALUES, st.sampled_from(
+    ["sales", "shop", "kind", "day", "x", "shop,kind", "shop_name", "nope", "log", "none",
+     "auto", "shop=4", "kind,shop", "shop,shop", "0.99"]))
+
+
+@settings(FUZZ, max_examples=min(FUZZ.max_examples, 25))
+@given(option=st.sampled_from(FIT_OPTIONS), value=FIT_VALUES)
+def test_any_value_of_any_fit_option(tmp_path_factory: pytest.TempPathFactory,
+                                     capsys: pytest.CaptureFixture, option: str,
+                                     value: str) -> None:
+    folder = tmp_path_factory.mktemp("fit-options")
+    table = folder / "shops.csv"
+    shop_table(300).write_csv(table)
+    options = {"--target": "sales", "--epochs": "1", "--hidden-sizes": "8", option: value}
+    capsys.readouterr()
+    status, err = run_cli(["fit", "--table", str(table), "--out", str(folder / "run"),
+                           *(f"{k}={v}" for k, v in options.items())], capsys)
+    assert_clean_outcome(status, err, [option, str(table), "shops.csv", value])
+    if status == 2:
+        assert not (folder / "run").exists()  # refused before anything is written
+    else:
+        assert (folder / "run" / "estimator.json").is_file()
+    assert_nothing_half_written(folder)

@@ -83,6 +83,13 @@ class EncodedTable:
         return self.categorical.shape[0]
 
 
+def _categories(frame: pl.DataFrame, name: str) -> pl.Expr:
+    """A categorical column's values as the vocabulary holds them: dates and times as ISO
+    text, so that vocabularies stay plain data (checkpoints load weights-only)."""
+    column = pl.col(name)
+    return column.cast(pl.String) if frame.schema[name].is_temporal() else column
+
+
 @dataclass
 class Preprocessor:
     """Category vocabularies (index 0 reserved for unknown) and continuous mean/std."""
@@ -101,7 +108,8 @@ class Preprocessor:
         """Learn vocabularies and scaling from ``frame`` (normally the training rows only)."""
         _require_columns(frame, [*self.spec.categorical, *self.spec.continuous], "fit frame")
         self.vocabularies = {
-            name: frame.get_column(name).drop_nulls().unique().sort().to_list()
+            name: frame.select(_categories(frame, name)).to_series().drop_nulls().unique()
+            .sort().to_list()
             for name in self.spec.categorical
         }
         stats = frame.select(
@@ -119,7 +127,7 @@ class Preprocessor:
         _require_columns(frame, [*self.spec.categorical, *self.spec.continuous], source)
         encoded = frame.select(
             *[
-                pl.col(name)
+                _categories(frame, name)
                 .replace_strict(vocab, list(range(1, len(vocab) + 1)), default=0,
                                 return_dtype=pl.Int64)
                 .fill_null(0)

@@ -292,7 +292,11 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
             if self.time_column not in frame.columns:
                 raise ValueError(f"time_column {self.time_column!r} is not a column of X "
                                  f"(columns: {frame.columns})")
-            time = frame.get_column(self.time_column).to_physical().cast(pl.Float64)
+            column = frame.get_column(self.time_column)
+            if not (column.dtype.is_temporal() or column.dtype.is_numeric()):
+                raise ValueError(f"time_column {self.time_column!r} must hold dates, times or "
+                                 f"numbers, got {column.dtype}")
+            time = column.to_physical().cast(pl.Float64)
             start, end = time.min(), time.max()
             held = (time >= end - fraction * (end - start)) if end > start else None
             if held is None or held.all():

@@ -291,7 +291,7 @@ def plot_spread(values: pl.DataFrame, path: Path, title: str, xlabel: str) -> Pa
                     label="mean ± sd")  # fmt: skip
         ax.axvline(0.0, color="0.3", linewidth=0.8)
         label_axes(ax, title, xlabel, "")
-        ax.legend(loc="lower right", frameon=True, fontsize="small")
+        ax.legend(loc="best", frameon=True, fontsize="small")
         return save_figure(fig, path)
 
 
