@@ -77,6 +77,9 @@ SETTINGS = (
 )
 
 
+ORDER = {s.name: i for i, s in enumerate(SETTINGS)}
+
+
 @dataclass
 class StudyOptions:
     """What the study trains. The defaults finish within an hour on 2 CPU cores."""
@@ -140,13 +143,13 @@ def geography_study(options: StudyOptions, progress: Callable[[str], None] = pri
         result = {"setting": setting.name, "seed": seed, **_score(run_dir, options),
                   "seconds": round(time.perf_counter() - start, 1)}
         results[setting.name, seed] = result
-        write_json(path, _report(options, settings, results))
+        write_json(path, _report(options, results))
         left = (time.perf_counter() - started) / done * (len(todo) - done)
         progress(f"[{done}/{len(todo)}] {setting.name}, seed {seed}: Mantel r "
                  f"{result['mantel_r']:.2f} (p {result['mantel_p']:.4f}), RMSPE "
                  f"{result['rmspe']:.4f}, {result['seconds']:.0f} s; about {left / 60:.0f} "
                  "min left")
-    report = _report(options, settings, results)
+    report = _report(options, results)
     write_json(path, report)
     write_text(out / "geography_study.md", study_markdown(report))
     plot_spread(
@@ -171,7 +174,7 @@ def _finished(path: Path, options: StudyOptions) -> dict[tuple[str, int], dict]:
     if saved.get("recipe") != options.recipe():
         raise InputError.at(str(path), f"a study with the recipe {saved.get('recipe')} "
                             f"(this one: {options.recipe()}); use another --out to start afresh")
-    return {(r["setting"], r["seed"]): r for r in saved["runs"]}
+    return {(r["setting"], r["seed"]): r for r in saved["runs"] if r["setting"] in ORDER}
 
 
 def _score(run_dir: Path, options: StudyOptions) -> dict[str, Any]:
@@ -189,12 +192,12 @@ def _score(run_dir: Path, options: StudyOptions) -> dict[str, Any]:
     return {**score, "rmspe": validation["network_rmspe"], "epochs_trained": int(epochs) + 1}
 
 
-def _report(options: StudyOptions, settings: list[Setting],
-            results: dict[tuple[str, int], dict]) -> dict[str, Any]:
-    runs = [results[s.name, seed] for s in settings for seed in range(options.seeds)
-            if (s.name, seed) in results]
+def _report(options: StudyOptions, results: dict[tuple[str, int], dict]) -> dict[str, Any]:
+    """Every finished training (a rerun with fewer settings or seeds keeps the others), and
+    a summary per setting, in the order of ``SETTINGS``."""
+    runs = sorted(results.values(), key=lambda r: (ORDER[r["setting"]], r["seed"]))
     summary = []
-    for setting in settings:
+    for setting in SETTINGS:
         mine = [r for r in runs if r["setting"] == setting.name]
         if not mine:
             continue
