@@ -30,7 +30,14 @@ from rossmann_embed.tabular.workflow import FitConfig
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
 DEBUG_VARIABLE = "ROSSMANN_EMBED_DEBUG"
 OPTION_NAMES = {"embedding_sizes": "embedding-size"}  # config fields named unlike their flag
-NOT_GIVEN = object()  # an option left out (not a string: argparse would convert it)
+class _NotGiven:
+    """The parsed value of an option left out (not a string: argparse would convert it)."""
+
+    def __repr__(self) -> str:  # what a help text showing defaults prints
+        return "the configuration's"
+
+
+NOT_GIVEN = _NotGiven()
 
 
 def command(function: Callable[[argparse.Namespace], None]) -> Callable:

@@ -178,3 +178,19 @@ def test_unreadable_checkpoints_are_one_line(damage: str, fit_run: Path, table_f
     err = capsys.readouterr().err.strip()
     assert "best.ckpt: expected a checkpoint written by this package" in err
     assert len(err.splitlines()) == 1
+
+
+def test_a_date_column_taken_as_categorical_trains_and_predicts(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture):
+    table = tmp_path / "shops.csv"
+    shop_table(400).write_csv(table)
+    main(["fit", "--table", str(table), "--target", "sales", "--categorical", "day,shop",
+          "--out", str(tmp_path / "run"), "--epochs", "1", "--hidden-sizes", "8"])
+    later = shop_table(50, seed=9).with_columns(pl.col("day").dt.offset_by("3y"))
+    later.write_csv(tmp_path / "later.csv")
+    capsys.readouterr()
+    main(["predict", "--run", str(tmp_path / "run"), "--table", str(tmp_path / "later.csv"),
+          "--out", str(tmp_path / "predicted.csv")])
+    out = capsys.readouterr().out
+    assert "note: 50 rows have a day value the model never saw" in out  # three years on
+    assert pl.read_csv(tmp_path / "predicted.csv").height == 50

@@ -51,12 +51,14 @@ class TrainConfig(NetworkConfig):
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """A config of the options in ``data``; with ``features: paper``, the paper's recipe
         (``PAPER_RECIPE``, ``PAPER_EMBEDDING_SIZES``) for every option ``data`` leaves out."""
-        if data.get("features") == "paper":
-            dropped = {c for g in data.get("drop_features", []) for c in FEATURE_GROUPS.get(g, [])}
+        groups, given = data.get("drop_features") or [], data.get("embedding_sizes") or {}
+        # Values of the wrong type are left for check() to name.
+        usable = isinstance(groups, list) and isinstance(given, dict)
+        if data.get("features") == "paper" and usable:
+            dropped = {c for g in groups if isinstance(g, str) for c in FEATURE_GROUPS.get(g, [])}
             sizes = {c: n for c, n in PAPER_EMBEDDING_SIZES.items()
                      if c in PAPER_FEATURES and c not in dropped}
-            data = {**PAPER_RECIPE, **data,
-                    "embedding_sizes": {**sizes, **(data.get("embedding_sizes") or {})}}
+            data = {**PAPER_RECIPE, **data, "embedding_sizes": {**sizes, **given}}
         return super().from_dict(data)
 
     def check(self) -> None:

@@ -99,14 +99,18 @@ class StudyOptions:
                 raise InputError.at(f"--{name.replace('_', '-')}", "a whole number of at "
                                     "least 1", value=getattr(self, name))
         known = [s.name for s in SETTINGS]
+        if not self.settings:
+            raise InputError.at("--settings", f"at least one of {', '.join(known)}")
         for name in self.settings:
             if name not in known:
-                raise InputError.at("--settings", f"names among {'; '.join(known)}", value=name)
+                raise InputError.at("--settings", f"names among {', '.join(known)}", value=name)
 
     def recipe(self) -> dict[str, Any]:
-        """The options a finished training depends on: a rerun reuses results only if equal."""
-        return {"train_rows": self.train_rows, "epochs": self.epochs,
-                "permutations": self.permutations}
+        """What a finished training depends on: a rerun reuses results only if equal."""
+        return {"data_dir": str(self.data_dir), "train_rows": self.train_rows,
+                "epochs": self.epochs, "permutations": self.permutations,
+                "network": PAPER_RECIPE,
+                "settings": {s.name: s.overrides() for s in SETTINGS}}
 
 
 def geography_study(options: StudyOptions, progress: Callable[[str], None] = print
@@ -213,8 +217,7 @@ def _report(options: StudyOptions, results: dict[tuple[str, int], dict]) -> dict
             "rmspe_sd": float(np.std([m["rmspe"] for m in mine], ddof=1)) if len(mine) > 1
             else None,
         })  # fmt: skip
-    return {"data_dir": options.data_dir, "recipe": options.recipe(), "seeds": options.seeds,
-            "settings": summary, "runs": runs}
+    return {"recipe": options.recipe(), "settings": summary, "runs": runs}
 
 
 def study_markdown(report: dict[str, Any]) -> str:
@@ -223,6 +226,7 @@ def study_markdown(report: dict[str, Any]) -> str:
 
     rows = pl.DataFrame([{
         "setting": s["name"],
+        "seeds": len(s["seeds"]),
         "Store size": s["store_size"],
         "Mantel r": f"{s['mantel_r_mean']:.2f} ± {s['mantel_r_sd'] or 0:.2f}",
         "p per seed": ", ".join(f"{p:.4f}" for p in s["mantel_p"]),
@@ -233,7 +237,7 @@ def study_markdown(report: dict[str, Any]) -> str:
     recipe = report["recipe"]
     return (
         "# Where the learned geography goes\n\n"
-        f"Each setting over {report['seeds']} seeds: the network alone with the paper's "
+        "Each setting over its seeds: the network alone with the paper's "
         "recipe (MAE of log sales, peak learning rate 0.03, no dropout), trained on "
         f"{recipe['train_rows']:,} random rows of the training period for {recipe['epochs']} "
         "epochs; the State embedding of each seed scored against the state capitals "

@@ -293,7 +293,8 @@ def geography_report(
         "map": "German state capitals, great-circle km" if reference is None else "reference",
         "members": [{"seed": s, **score} for s, score in zip(seeds, scores, strict=True)],
         "members_mean": {k: float(np.mean([s[k] for s in scores])) for k in keys},
-        "members_std": {k: float(np.std([s[k] for s in scores])) for k in keys},
+        "members_sd": {k: float(np.std([s[k] for s in scores], ddof=1)) if len(scores) > 1
+                       else None for k in keys},  # the sample sd, as geography-study's
     }  # fmt: skip
     return result, ensemble
 

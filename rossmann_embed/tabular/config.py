@@ -131,7 +131,8 @@ class NetworkConfig:
 def per_layer_dropout(dropout: list[float], n_layers: int) -> list[float]:
     """One rate (or the same rate for every layer) for however many hidden layers there are;
     a list of different rates is kept as it is (``check`` wants one per layer)."""
-    return dropout[:1] * n_layers if len(set(dropout)) == 1 else dropout
+    same = bool(dropout) and all(p == dropout[0] for p in dropout)  # no hashing: any values
+    return dropout[:1] * n_layers if same else dropout
 
 
 def require(config: NetworkConfig, name: str, ok: bool, expected: str) -> None:

@@ -175,11 +175,12 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
     def unknown_categories(self, X: Any) -> dict[str, int]:
         """Per categorical column, how many rows of ``X`` hold a value not seen in training
         (missing values included): they take the embedding's unknown row."""
-        frame = self._model_frame(X)
-        vocabularies = self.run_.preprocessor.vocabularies
-        return {c: int((~frame.get_column(c).is_in(pl.Series(v, strict=False))
-                        | frame.get_column(c).is_null()).sum())
-                for c, v in vocabularies.items()}
+        preprocessor = self.run_.preprocessor
+        # Index 0 is the unknown row: counted from the encoding itself, so that a value is
+        # "unknown" here exactly when the model treats it so (dates, casts and all).
+        codes = preprocessor.transform(self._model_frame(X)).categorical
+        unknown = (codes == 0).sum(dim=0).tolist()
+        return {c: int(n) for c, n in zip(preprocessor.vocabularies, unknown, strict=True)}
 
     @property
     def embeddings_(self) -> dict[str, pl.DataFrame]:
