@@ -71,9 +71,10 @@ def prepare(config: TrainConfig, table: FeatureTable | None = None
         raise InputError.at("--validation-days", f"fewer days than the data's {days} (none "
                             "would be left to train on)", value=config.validation_days)
     if config.lightgbm_weight > 0 and train.height < MIN_ROWS:
+        sampled = " after --train-rows" if config.train_rows is not None else ""
         raise InputError.at("--lightgbm-weight", f"a boosted half fitted on at least {MIN_ROWS} "
-                            f"training rows; there are {train.height} (0: the network alone)",
-                            value=config.lightgbm_weight)
+                            f"training rows; there are {train.height}{sampled} (0: the network "
+                            "alone)", value=config.lightgbm_weight)
     spec = select_features(table.spec, config.features, config.drop_features)
     unknown = sorted(set(config.embedding_sizes) - set(spec.categorical))
     if unknown:

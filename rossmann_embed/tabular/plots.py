@@ -291,7 +291,8 @@ def plot_spread(values: pl.DataFrame, path: Path, title: str, xlabel: str) -> Pa
                     label="mean ± sd")  # fmt: skip
         ax.axvline(0.0, color="0.3", linewidth=0.8)
         label_axes(ax, title, xlabel, "")
-        ax.legend(loc="best", frameon=True, fontsize="small")
+        # Outside the axes: inside, it can cover a label's dots.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
         return save_figure(fig, path)
 
 
