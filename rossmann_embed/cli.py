@@ -24,7 +24,7 @@ from rossmann_embed.tabular.config import (
     OptionError,
     read_settings,
 )
-from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.errors import InputError, first_line
 from rossmann_embed.tabular.workflow import FitConfig
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
@@ -509,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as error:  # the last line of defence: one line, not a traceback
         if os.environ.get(DEBUG_VARIABLE) == "1":
             raise
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        first = first_line(error)
         print(f"rossmann-embed: error: {args.command} failed: {type(error).__name__}"
               f"{': ' + first if first else ''} (set {DEBUG_VARIABLE}=1 to see the traceback)",
               file=sys.stderr)

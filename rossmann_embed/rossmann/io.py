@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from rossmann_embed.rossmann.geography import german_states
-from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.errors import InputError, first_line
 
 HELP = "see data/README.md for where to get the Rossmann files"
 STATE_HOLIDAYS = ["0", "a", "b", "c"]
@@ -183,7 +183,7 @@ def read_csv(path: Path, **options: Any) -> pl.DataFrame:
         return pl.read_csv(path, **options)
     # A panic of polars' reader on some broken bytes is not an Exception: caught by name.
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = first_line(error) or type(error).__name__
         raise InputError.at(str(path), f"a CSV file polars can read ({reason})") from None
 
 

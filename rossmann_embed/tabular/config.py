@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.errors import InputError, first_line
 from rossmann_embed.tabular.files import write_json
 
 # 2048 rows a step: the (2048 x ~250) @ (250 x 1000) and (2048 x 1000) @ (1000 x 500) matmuls
@@ -161,7 +161,7 @@ def read_settings(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
         data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error) or type(error).__name__
         raise InputError.at(str(path), f"a readable JSON or YAML file of settings ({first})",
                             ) from None
     if not isinstance(data, dict):

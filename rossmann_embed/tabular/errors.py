@@ -33,3 +33,10 @@ class InputError(ValueError):
         if hint:
             message += f" ({hint})"
         return cls(message)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message ("" if it has none): what a one-line report
+    of a library's complaint quotes."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else ""

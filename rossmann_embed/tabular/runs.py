@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from rossmann_embed.tabular.encoding import Preprocessor, inverse_target
-from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.errors import InputError, first_line
 from rossmann_embed.tabular.model import EntityEmbeddingRegressor
 
 Logs = dict[str, np.ndarray]  # member label -> predictions in the model's space
@@ -36,7 +36,7 @@ def load_member(path: str | Path) -> EntityEmbeddingRegressor:
     # constructor raise (the fuzz suite found OSError, RuntimeError, KeyError, ...), the file
     # is the cause: one line naming it.
     except Exception as error:  # noqa: BLE001
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        first = first_line(error)
         reason = ("it holds objects other than weights and plain data"
                   if isinstance(error, pickle.UnpicklingError)
                   else f"it fails: {type(error).__name__}: {first}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.errors import InputError, first_line
 from rossmann_embed.tabular.files import write_csv, write_parquet
 
 SUFFIXES = (".csv", ".parquet")
@@ -31,7 +31,7 @@ def read_table(path: str | Path) -> pl.DataFrame:
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError,
             UnicodeDecodeError) as error:
         kind = "parquet" if suffix == ".parquet" else "UTF-8 CSV"
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = first_line(error) or type(error).__name__
         raise InputError.at(str(path), f"a readable {kind} file ({first})") from None
     if frame.height == 0:
         raise InputError.at(str(path), "at least one data row (the table is empty)")
