@@ -158,11 +158,14 @@ def baseline_rows(cut: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     return history, frame.filter(pl.col("Set") == "test")
 
 
-def predict_lightgbm(history: pl.DataFrame, rows: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
-    """LightGBM at full strength: fit on the history, predict the window (0 when closed)."""
-    from rossmann_embed.rossmann.boosting import LightGBMForecaster
+def predict_lightgbm(history: pl.DataFrame, rows: pl.DataFrame, params: dict | None = None,
+                     threads: int = 0) -> tuple[pl.DataFrame, dict]:
+    """LightGBM at full strength (``params``: the baseline's own unless given): fit on the
+    history, predict the window (0 when closed)."""
+    from rossmann_embed.rossmann.boosting import LIGHTGBM_PARAMS, LightGBMForecaster
 
-    forecaster = LightGBMForecaster().fit(history)
+    forecaster = LightGBMForecaster(params=dict(params or LIGHTGBM_PARAMS),
+                                    threads=threads).fit(history)
     info = {"rounds": forecaster.rounds_,
             f"inner_{forecaster.stop_metric}": forecaster.inner_score_}
     return _closed_zero(rows, forecaster.predict(rows)), info
