@@ -70,7 +70,8 @@ def summarise(fits_dir: Path, names: list[str], windows: list) -> dict:
         mine = {f["window"]: f for f in fits if f["candidate"] == name}
         done = [mine[w.name] for w in windows if w.name in mine]
         table.append({
-            "candidate": name, "params": {**LIGHTGBM_PARAMS, **CANDIDATES.get(name, {})},
+            "candidate": name,
+            "params": done[0]["params"] if done else {**LIGHTGBM_PARAMS, **CANDIDATES[name]},
             "windows": done, "windows_done": len(done),
             "mean_rmspe": float(np.mean([f["rmspe"] for f in done])) if done else None,
             "seconds": round(sum(f["seconds"] for f in done), 1),
