@@ -100,7 +100,10 @@ def main() -> None:
     unknown = [n for n in names if n not in CANDIDATES]
     if unknown:
         parser.error(f"unknown candidate {unknown[0]!r}; known: {', '.join(CANDIDATES)}")
-    k, n = (int(x) for x in args.part.split("/"))
+    k, slash, n = args.part.partition("/")
+    if not (slash and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        parser.error(f"--part: K/N with 1 <= K <= N, not {args.part!r}")
+    k, n = int(k), int(n)
 
     train = read_table(args.data_dir / "train.csv", "train.csv")
     windows = default_windows(train.get_column("Date").max(), args.windows, args.horizon)
