@@ -3,7 +3,7 @@
     python scripts/tune_lightgbm.py --data-dir ../shared/data/rossmann --out tune \
         [--windows 3] [--horizon 48] [--candidates base,leaves-255] [--part 1/2 --threads 1]
 
-Each candidate is ``boosting.LIGHTGBM_PARAMS`` with a few settings changed (``CANDIDATES``).
+Each candidate is ``boosting.PUBLIC_PARAMS`` with a few settings changed (``CANDIDATES``).
 It is fitted exactly as ``backtest`` fits the baseline (rounds by early stopping on the last
 48 days before the window, then a refit on everything before it) on each window's cut, and
 scored on the window. ``OUT/lightgbm_tuning.json`` lists every candidate's RMSPE per window,
@@ -29,7 +29,7 @@ from rossmann_embed.rossmann.backtest import (
     predict_lightgbm,
     score,
 )
-from rossmann_embed.rossmann.boosting import LIGHTGBM_PARAMS
+from rossmann_embed.rossmann.boosting import PUBLIC_PARAMS
 from rossmann_embed.rossmann.io import read_table
 from rossmann_embed.tabular.files import write_json
 
@@ -52,7 +52,7 @@ CANDIDATES: dict[str, dict] = {
 def fit_and_score(name: str, overrides: dict, window, cut: Path, actual, history, rows,
                   threads: int) -> dict:
     """One candidate on one window: the backtest's baseline with these parameters."""
-    params = {**LIGHTGBM_PARAMS, **overrides}
+    params = {**PUBLIC_PARAMS, **overrides}
     start = time.perf_counter()
     predicted, info = predict_lightgbm(history, rows, params=params, threads=threads)
     return {"candidate": name, "params": params, "window": window.name,
@@ -72,7 +72,7 @@ def summarise(fits_dir: Path, names: list[str], windows: list) -> dict:
         done = [mine[w.name] for w in windows if w.name in mine]
         table.append({
             "candidate": name,
-            "params": done[0]["params"] if done else {**LIGHTGBM_PARAMS, **CANDIDATES[name]},
+            "params": done[0]["params"] if done else {**PUBLIC_PARAMS, **CANDIDATES[name]},
             "windows": done, "windows_done": len(done),
             "mean_rmspe": float(np.mean([f["rmspe"] for f in done])) if done else None,
             "seconds": round(sum(f["seconds"] for f in done), 1),
