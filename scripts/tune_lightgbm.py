@@ -127,7 +127,11 @@ def main() -> None:
         print(f"[tune] {window.name}: {name} RMSPE {fit['rmspe']:.4f}, {fit['rounds']} rounds, "
               f"{fit['seconds']:.0f} s", flush=True)
         write_json(args.out / "lightgbm_tuning.json", summarise(fits_dir, names, windows))
-    print(json.dumps(summarise(fits_dir, names, windows)["candidates"][0], indent=2))
+    result = summarise(fits_dir, names, windows)
+    write_json(args.out / "lightgbm_tuning.json", result)
+    print(json.dumps({"best": result["best"], "mean_rmspe": {
+        c["candidate"]: c["mean_rmspe"] for c in result["candidates"]
+        if c["windows_done"] == len(windows)}}, indent=2))
 
 
 if __name__ == "__main__":
