@@ -344,13 +344,13 @@ def _window_result(where: Path, window: Window, actual: pl.DataFrame) -> dict:
 
 
 def _settings(model: str, options: BacktestOptions) -> dict:
-    from rossmann_embed.rossmann.boosting import LIGHTGBM_PARAMS
+    from rossmann_embed.rossmann.boosting import LIGHTGBM_PARAMS, PUBLIC_PARAMS
 
     if model == "network":  # the resolved recipe (defaults included); its boosted half too
         recipe = network_config(options, Path(), Path()).to_dict()
         for where_or_how in ("data_dir", "out", "logger"):  # not what the model learns
             recipe.pop(where_or_how)
-        return {**recipe, "lightgbm": LIGHTGBM_PARAMS}
+        return {**recipe, "lightgbm": PUBLIC_PARAMS}  # the boosted half's
     return {"params": LIGHTGBM_PARAMS} if model == "lightgbm" else {}
 
 
