@@ -21,8 +21,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
 from rossmann_embed.rossmann.backtest import (
+    Window,
     baseline_rows,
     cut_data,
     default_windows,
@@ -49,8 +51,8 @@ CANDIDATES: dict[str, dict] = {
 }
 
 
-def fit_and_score(name: str, overrides: dict, window, cut: Path, actual, history, rows,
-                  threads: int) -> dict:
+def fit_and_score(name: str, overrides: dict, window: Window, actual: pl.DataFrame,
+                  history: pl.DataFrame, rows: pl.DataFrame, threads: int) -> dict:
     """One candidate on one window: the backtest's baseline with these parameters."""
     params = {**PUBLIC_PARAMS, **overrides}
     start = time.perf_counter()
@@ -60,7 +62,7 @@ def fit_and_score(name: str, overrides: dict, window, cut: Path, actual, history
             "rounds": info["rounds"], "seconds": round(time.perf_counter() - start, 1)}
 
 
-def summarise(fits_dir: Path, names: list[str], windows: list) -> dict:
+def summarise(fits_dir: Path, names: list[str], windows: list[Window]) -> dict:
     """Every candidate's scores per window and their mean over the windows done; those with
     every window done first, best first."""
     fits = [json.loads(p.read_text()) for p in sorted(fits_dir.glob("*.json"))]
@@ -121,8 +123,7 @@ def main() -> None:
             history, rows = baseline_rows(cut)
             built = window
         print(f"[tune] {window.name} ({window.label}): {name} ...", flush=True)
-        fit = fit_and_score(name, CANDIDATES[name], window, cut, actual, history, rows,
-                            args.threads)
+        fit = fit_and_score(name, CANDIDATES[name], window, actual, history, rows, args.threads)
         write_json(path, fit)
         print(f"[tune] {window.name}: {name} RMSPE {fit['rmspe']:.4f}, {fit['rounds']} rounds, "
               f"{fit['seconds']:.0f} s", flush=True)
