@@ -20,6 +20,7 @@ window) are rewritten after every model.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import shutil
 import time
@@ -307,6 +308,7 @@ def backtest(options: BacktestOptions, log: Callable[[str], None] = print) -> di
         where = out / "windows" / window.label
         actual = cut_data(data_dir, train, window, where / "data")
         result = _window_result(where, window, actual)
+        baseline = functools.cache(lambda where=where: baseline_rows(where / "data"))
         predictions = {}
         for model in MODELS:
             step = f"[backtest] window {i}/{len(windows)} ({window.name}, {window.label}): {model}"
@@ -318,7 +320,7 @@ def backtest(options: BacktestOptions, log: Callable[[str], None] = print) -> di
                 continue
             log(f"{step} ...")
             model_start = time.perf_counter()
-            predicted, info = _run_model(model, options, where)
+            predicted, info = _run_model(model, options, where, baseline)
             atomic_write(saved, predicted.write_parquet)
             predictions[model] = predicted
             result["settings"][model] = settings
@@ -354,11 +356,15 @@ def _settings(model: str, options: BacktestOptions) -> dict:
     return {"params": LIGHTGBM_PARAMS} if model == "lightgbm" else {}
 
 
-def _run_model(model: str, options: BacktestOptions, where: Path) -> tuple[pl.DataFrame, dict]:
+def _run_model(model: str, options: BacktestOptions, where: Path,
+               baseline: Callable[[], tuple[pl.DataFrame, pl.DataFrame]]
+               ) -> tuple[pl.DataFrame, dict]:
+    """One model's predictions of the window; ``baseline`` gives the baselines' rows (built
+    once a window, shared by both)."""
     cut = where / "data"
     if model == "network":
         return predict_network(network_config(options, cut, where / "run"), cut), {}
-    history, rows = baseline_rows(cut)
+    history, rows = baseline()
     if model == "lightgbm":
         return predict_lightgbm(history, rows)
     return _closed_zero(rows, median_forecast(history, rows)), {}
