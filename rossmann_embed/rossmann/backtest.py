@@ -346,14 +346,21 @@ def _window_result(where: Path, window: Window, actual: pl.DataFrame) -> dict:
 
 
 def _settings(model: str, options: BacktestOptions) -> dict:
-    from rossmann_embed.rossmann.boosting import LIGHTGBM_PARAMS, PUBLIC_PARAMS
+    from rossmann_embed.rossmann.boosting import (
+        LIGHTGBM_PARAMS,
+        PUBLIC_PARAMS,
+        LightGBMForecaster,
+    )
 
     if model == "network":  # the resolved recipe (defaults included); its boosted half too
         recipe = network_config(options, Path(), Path()).to_dict()
         for where_or_how in ("data_dir", "out", "logger"):  # not what the model learns
             recipe.pop(where_or_how)
-        return {**recipe, "lightgbm": PUBLIC_PARAMS}  # the boosted half's
-    return {"params": LIGHTGBM_PARAMS} if model == "lightgbm" else {}
+        return {**recipe, "lightgbm": PUBLIC_PARAMS,  # the boosted half's
+                "lightgbm_patience": LightGBMForecaster.patience}
+    if model == "lightgbm":
+        return {"params": LIGHTGBM_PARAMS, "patience": LightGBMForecaster.patience}
+    return {}
 
 
 def _run_model(model: str, options: BacktestOptions, where: Path,
