@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from rossmann_embed.rossmann.boosting import (
+    BOOSTED_ROUNDS,
     LIGHTGBM_FEATURES,
     SINCE_CAP_DAYS,
     UNTIL_CAP_DAYS,
@@ -84,6 +85,9 @@ def test_boosted_half_blends_in_log_space_and_round_trips(frame, tmp_path: Path)
     factors = store_factors(stores, rng.normal(size=(len(stores) + 1, 5)), k=3)
     boosted = Boosted.fit(rows, factors, weight=0.25)
     assert boosted.forecaster.extra == ["StoreFactor0", "StoreFactor1", "StoreFactor2"]
+    # Fixed rounds, no early stopping: one fit on all rows.
+    assert boosted.forecaster.booster_.current_iteration() == BOOSTED_ROUNDS
+    assert boosted.forecaster.inner_score_ is None
     network = np.full(rows.height, 8.0)
     np.testing.assert_allclose(boosted.blend(network, rows),
                                0.75 * 8.0 + 0.25 * boosted.predict_log(rows))
@@ -92,6 +96,10 @@ def test_boosted_half_blends_in_log_space_and_round_trips(frame, tmp_path: Path)
     np.testing.assert_array_equal(loaded.predict_log(rows), boosted.predict_log(rows))
     assert Boosted.saved_matches(tmp_path / "half", 0.25, 8, 0.5)
     assert not Boosted.saved_matches(tmp_path / "half", 0.5, 8, 0.5)
+    settings = tmp_path / "half" / "settings.json"
+    settings.write_text(settings.read_text().replace(f'"fixed_rounds": {BOOSTED_ROUNDS}',
+                                                     '"fixed_rounds": 10'))
+    assert not Boosted.saved_matches(tmp_path / "half", 0.25, 8, 0.5)  # other rounds: refit
     # A store without factors (never trained on) still gets a forecast.
     unknown = rows.head(3).with_columns(pl.lit(10_000, dtype=rows.schema["Store"]).alias(
         "Store"))
