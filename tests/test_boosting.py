@@ -53,7 +53,7 @@ def test_features_are_row_by_row_numbers_with_clipped_event_distances(frame) -> 
 def test_forecaster_stops_early_refits_and_round_trips(frame, tmp_path: Path) -> None:
     rows, _ = model_rows(frame)
     forecaster = LightGBMForecaster(max_rounds=400, patience=20).fit(rows)
-    assert 1 <= forecaster.rounds_ <= 400 and forecaster.booster_.current_iteration() == (
+    assert 1 <= forecaster.rounds_ <= 400 and forecaster.boosters_[0].current_iteration() == (
         forecaster.rounds_)
     assert 0 < forecaster.inner_score_ < 0.5
     predicted = forecaster.predict(rows)
@@ -86,7 +86,7 @@ def test_boosted_half_blends_in_log_space_and_round_trips(frame, tmp_path: Path)
     boosted = Boosted.fit(rows, factors, weight=0.25)
     assert boosted.forecaster.extra == ["StoreFactor0", "StoreFactor1", "StoreFactor2"]
     # Fixed rounds, no early stopping: one fit on all rows.
-    assert boosted.forecaster.booster_.current_iteration() == BOOSTED_ROUNDS
+    assert boosted.forecaster.boosters_[0].current_iteration() == BOOSTED_ROUNDS
     assert boosted.forecaster.inner_score_ is None
     network = np.full(rows.height, 8.0)
     np.testing.assert_allclose(boosted.blend(network, rows),
@@ -104,3 +104,20 @@ def test_boosted_half_blends_in_log_space_and_round_trips(frame, tmp_path: Path)
     unknown = rows.head(3).with_columns(pl.lit(10_000, dtype=rows.schema["Store"]).alias(
         "Store"))
     assert np.isfinite(loaded.predict_log(unknown)).all()
+
+
+def test_bags_average_boosters_of_different_seeds_in_log_space(frame, tmp_path: Path) -> None:
+    rows, _ = model_rows(frame)
+    bagged = LightGBMForecaster(fixed_rounds=30, bags=2).fit(rows)
+    assert [b.current_iteration() for b in bagged.boosters_] == [30, 30]
+    one = LightGBMForecaster(fixed_rounds=30).fit(rows)
+    matrix = lightgbm_features(rows).cast(pl.Float64).to_numpy()
+    first, second = (b.predict(matrix) for b in bagged.boosters_)
+    np.testing.assert_allclose(first, one.boosters_[0].predict(matrix))  # bag 1 is seed 0's
+    assert not np.allclose(first, second)  # bag 2 drew other rows
+    np.testing.assert_allclose(bagged.predict(rows), np.expm1((first + second) / 2))
+    bagged.save(tmp_path / "bags")
+    assert sorted(p.name for p in (tmp_path / "bags").iterdir()) == [
+        "model-2.txt", "model.txt", "settings.json"]
+    np.testing.assert_array_equal(LightGBMForecaster.load(tmp_path / "bags").predict(rows),
+                                  bagged.predict(rows))

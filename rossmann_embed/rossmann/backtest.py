@@ -347,6 +347,7 @@ def _window_result(where: Path, window: Window, actual: pl.DataFrame) -> dict:
 
 def _settings(model: str, options: BacktestOptions) -> dict:
     from rossmann_embed.rossmann.boosting import (
+        BOOSTED_BAGS,
         BOOSTED_ROUNDS,
         LIGHTGBM_PARAMS,
         PUBLIC_PARAMS,
@@ -358,7 +359,7 @@ def _settings(model: str, options: BacktestOptions) -> dict:
         for where_or_how in ("data_dir", "out", "logger"):  # not what the model learns
             recipe.pop(where_or_how)
         return {**recipe, "lightgbm": PUBLIC_PARAMS,  # the boosted half's
-                "lightgbm_rounds": BOOSTED_ROUNDS}
+                "lightgbm_rounds": BOOSTED_ROUNDS, "lightgbm_bags": BOOSTED_BAGS}
     if model == "lightgbm":
         return {"params": LIGHTGBM_PARAMS, "patience": LightGBMForecaster.patience}
     return {}

@@ -71,6 +71,7 @@ LIGHTGBM_PARAMS = {**PUBLIC_PARAMS, "num_leaves": 63}
 # mean 0.0996 both; README, "What the backtest decided") in half the time, since the fit
 # before the refit, on all but the last 48 days, is not needed.
 BOOSTED_ROUNDS = 3500
+BOOSTED_BAGS = 1
 
 
 def lightgbm_features(rows: pl.DataFrame) -> pl.DataFrame:
@@ -135,6 +136,7 @@ class LightGBMForecaster:
     # BOOSTED_ROUNDS since).
     patience: int = 300
     fixed_rounds: int | None = None  # rounds without early stopping (the boosted half's)
+    bags: int = 1  # boosters averaged in log space, with bagging seeds seed, seed + 1, ...
     threads: int = 0  # 0: every core
     extra: list[str] = field(default_factory=list)
     rounds_: int | None = None
@@ -154,8 +156,10 @@ class LightGBMForecaster:
             self.rounds_, self.inner_score_ = self.fixed_rounds, None
         else:
             self.rounds_, self.inner_score_ = self._stop_early(rows)
-        self.booster_ = lgb.train(self._params(), self._dataset(rows),
-                                  num_boost_round=self.rounds_)
+        dataset = self._dataset(rows)
+        seed = int(self.params.get("seed", 0))
+        self.boosters_ = [lgb.train({**self._params(), "seed": seed + i}, dataset,
+                                    num_boost_round=self.rounds_) for i in range(self.bags)]
         self.seconds_ = time.perf_counter() - start
         return self
 
@@ -185,16 +189,19 @@ class LightGBMForecaster:
 
     def predict(self, rows: pl.DataFrame) -> np.ndarray:
         """Sales of ``rows``."""
-        return np.expm1(self.booster_.predict(self._matrix(rows)))
+        matrix = self._matrix(rows)
+        return np.expm1(np.mean([b.predict(matrix) for b in self.boosters_], axis=0))
 
     def save(self, directory: Path) -> None:
-        """``model.txt`` (LightGBM's text format) and ``settings.json``, each atomically."""
-        atomic_write(directory / "model.txt", self.booster_.save_model)
+        """``model.txt`` (LightGBM's text format; ``model-2.txt`` .. for further bags) and
+        ``settings.json``, each atomically."""
+        for i, booster in enumerate(self.boosters_):
+            atomic_write(directory / _model_file(i), booster.save_model)
         write_json(directory / "settings.json", {
             "params": self.params, "inner_days": self.inner_days,
             "hide_future": self.hide_future, "extra": self.extra,
             "stop_metric": self.stop_metric, "patience": self.patience,
-            "fixed_rounds": self.fixed_rounds, "rounds": self.rounds_,
+            "fixed_rounds": self.fixed_rounds, "bags": self.bags, "rounds": self.rounds_,
             "inner_score": self.inner_score_, "seconds": self.seconds_,
         })
 
@@ -209,9 +216,11 @@ class LightGBMForecaster:
                          stop_metric=settings["stop_metric"],
                          patience=settings.get("patience", cls.patience),
                          fixed_rounds=settings.get("fixed_rounds"),
+                         bags=settings.get("bags", 1),
                          rounds_=settings["rounds"],
                          inner_score_=settings["inner_score"], seconds_=settings["seconds"])
-        forecaster.booster_ = lgb.Booster(model_file=str(directory / "model.txt"))
+        forecaster.boosters_ = [lgb.Booster(model_file=str(directory / _model_file(i)))
+                                for i in range(forecaster.bags)]
         return forecaster
 
     @property
@@ -236,6 +245,10 @@ class LightGBMForecaster:
         return lgb.Dataset(self._matrix(rows), np.log1p(rows.get_column("Sales").to_numpy()),
                            feature_name=self.features, categorical_feature=["Store"],
                            free_raw_data=True)
+
+
+def _model_file(bag: int) -> str:
+    return "model.txt" if bag == 0 else f"model-{bag + 1}.txt"
 
 
 def _rmspe_of_log1p(predicted: np.ndarray, data) -> tuple[str, float, bool]:
@@ -279,7 +292,8 @@ class Boosted:
         """Fit on model rows (the network's training rows before it hides their future)."""
         extra = [c for c in factors.columns if c != "Store"]
         forecaster = LightGBMForecaster(params=dict(PUBLIC_PARAMS), extra=extra,
-                                        hide_future=hide_future, fixed_rounds=BOOSTED_ROUNDS)
+                                        hide_future=hide_future, fixed_rounds=BOOSTED_ROUNDS,
+                                        bags=BOOSTED_BAGS)
         forecaster.fit(_with_factors(rows, factors))
         return cls(forecaster, factors, weight, factors_requested)
 
@@ -305,7 +319,8 @@ class Boosted:
         settings = json.loads((directory / "settings.json").read_text())
         blend = json.loads((directory / "blend.json").read_text())
         return (settings["params"] == PUBLIC_PARAMS
-                and settings.get("fixed_rounds") == BOOSTED_ROUNDS and blend == {
+                and settings.get("fixed_rounds") == BOOSTED_ROUNDS
+                and settings.get("bags", 1) == BOOSTED_BAGS and blend == {
             "weight": weight, "store_factors": factors, "hide_future": hide_future})
 
     @classmethod
