@@ -71,7 +71,7 @@ LIGHTGBM_PARAMS = {**PUBLIC_PARAMS, "num_leaves": 63}
 # mean 0.0996 both; README, "What the backtest decided") in half the time, since the fit
 # before the refit, on all but the last 48 days, is not needed.
 BOOSTED_ROUNDS = 3500
-BOOSTED_BAGS = 1
+BOOSTED_BAGS = 2
 
 
 def lightgbm_features(rows: pl.DataFrame) -> pl.DataFrame:
