@@ -8,7 +8,7 @@ Run directory layout::
     logs/seed-S/           Lightning's CSV logs
     metrics.csv            every member's per-epoch metrics, with a seed column
     lightgbm/              the boosted half (``lightgbm_weight`` > 0): LightGBM fed with the
-                           first member's store factors (model.txt, settings.json,
+                           first member's store factors (model.txt, model-2.txt, settings.json,
                            store_factors.csv, blend.json)
     validation.json        RMSPE of the forecast, of the network alone, of the boosted half
                            and of each member on the validation days
