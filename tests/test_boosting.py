@@ -89,8 +89,8 @@ def test_boosted_half_blends_in_log_space_and_round_trips(frame, tmp_path: Path)
     assert boosted.forecaster.boosters_[0].current_iteration() == BOOSTED_ROUNDS
     assert boosted.forecaster.inner_score_ is None
     network = np.full(rows.height, 8.0)
-    np.testing.assert_allclose(boosted.blend(network, rows),
-                               0.75 * 8.0 + 0.25 * boosted.predict_log(rows))
+    lightgbm = boosted.predict_log(rows)
+    np.testing.assert_allclose(boosted.blend(network, lightgbm), 0.75 * 8.0 + 0.25 * lightgbm)
     boosted.save(tmp_path / "half")
     loaded = Boosted.load(tmp_path / "half")
     np.testing.assert_array_equal(loaded.predict_log(rows), boosted.predict_log(rows))

@@ -78,6 +78,22 @@ def test_seed_ensemble_is_one_run_averaged_in_log_space(trained: tuple[Path, Pat
     np.testing.assert_allclose(single.predict_log(rows), logs["seed-0"])
 
 
+def test_members_and_forecast_predict_the_boosted_half_once(
+        trained: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir, run_dir = trained
+    run = load_run(run_dir)
+    calls = []
+    predict_log = run.boosted.predict_log
+    monkeypatch.setattr(run.boosted, "predict_log",
+                        lambda rows: calls.append(rows.height) or predict_log(rows))
+    predicted, _ = predict_kaggle(run, data_dir, members=True)
+    assert len(calls) == 1  # thousands of trees: the forecast reuses the part's prediction
+    opened = predicted.filter(pl.col("Open") != 0)
+    blend = run.boosted.blend(np.log(opened.get_column("Prediction[network]").to_numpy()),
+                              np.log(opened.get_column("Prediction[lightgbm]").to_numpy()))
+    np.testing.assert_allclose(opened.get_column("Prediction"), np.exp(blend), rtol=1e-12)
+
+
 def test_submission_for_test_csv(trained: tuple[Path, Path], tmp_path: Path) -> None:
     data_dir, run_dir = trained
     out = tmp_path / "sub" / "submission.csv"

@@ -305,8 +305,9 @@ class Boosted:
         """log(Sales) of any feature rows; a store without factors gets missing ones."""
         return self.forecaster.predict_log(_with_factors(rows, self.factors))
 
-    def blend(self, network_log: np.ndarray, rows: pl.DataFrame) -> np.ndarray:
-        return (1 - self.weight) * network_log + self.weight * self.predict_log(rows)
+    def blend(self, network_log: np.ndarray, lightgbm_log: np.ndarray) -> np.ndarray:
+        """The forecast in log space from the network's and this half's log predictions."""
+        return (1 - self.weight) * network_log + self.weight * lightgbm_log
 
     def save(self, directory: Path) -> None:
         self.forecaster.save(directory)

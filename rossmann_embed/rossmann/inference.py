@@ -36,14 +36,19 @@ class _Predicts:
 
     known_stores: set  # stores the model(s) were trained on
 
-    def predict_log(self, frame: pl.DataFrame, source: str = "input frame") -> np.ndarray:
-        """The forecast in log space for each row of ``frame`` (feature rows)."""
-        raise NotImplementedError
-
     def part_logs(self, frame: pl.DataFrame, source: str = "input frame") -> Logs:
         """The forecast's parts in log space: each member, ``network`` (the members' mean)
         and ``lightgbm`` (the boosted half) where there is one."""
         raise NotImplementedError
+
+    def forecast_log(self, parts: Logs) -> np.ndarray:
+        """The forecast made of ``part_logs``' parts, so that a caller who wants both
+        predicts each part once (a boosted half of thousands of trees is slow to predict)."""
+        raise NotImplementedError
+
+    def predict_log(self, frame: pl.DataFrame, source: str = "input frame") -> np.ndarray:
+        """The forecast in log space for each row of ``frame`` (feature rows)."""
+        return self.forecast_log(self.part_logs(frame, source))
 
     def predict(self, frame: pl.DataFrame, source: str = "input frame") -> np.ndarray:
         """Sales of each row of ``frame`` (feature rows): the forecast (``predict_log``)."""
@@ -75,11 +80,6 @@ class Run(_Predicts, TabularRun):
         """Stores the model was trained on (others get the untrained unknown embedding)."""
         return set(self.preprocessor.vocabularies.get("Store", []))
 
-    def predict_log(self, frame: pl.DataFrame, source: str = "input frame") -> np.ndarray:
-        """The members' mean log prediction, blended with the boosted half if there is one."""
-        network = _mean_log(self.member_logs(frame, source), len(frame))
-        return self.boosted.blend(network, frame) if self.boosted else network
-
     def part_logs(self, frame: pl.DataFrame, source: str = "input frame") -> Logs:
         """Each member's log predictions, ``network`` (their mean) and ``lightgbm``."""
         logs = self.member_logs(frame, source)
@@ -87,6 +87,12 @@ class Run(_Predicts, TabularRun):
         if self.boosted is not None:
             parts["lightgbm"] = self.boosted.predict_log(frame)
         return parts
+
+    def forecast_log(self, parts: Logs) -> np.ndarray:
+        """The members' mean log prediction, blended with the boosted half if there is one."""
+        if self.boosted is None:
+            return parts["network"]
+        return self.boosted.blend(parts["network"], parts["lightgbm"])
 
 
 
@@ -128,16 +134,20 @@ class Ensemble(_Predicts):
             logs.update({prefix + k: v for k, v in run.member_logs(frame, source).items()})
         return logs
 
-    def predict_log(self, frame: pl.DataFrame, source: str = "input frame") -> np.ndarray:
-        """The mean of the runs' forecasts in log space."""
-        return np.mean([run.predict_log(frame, source) for run in self.runs], axis=0)
-
     def part_logs(self, frame: pl.DataFrame, source: str = "input frame") -> Logs:
         """Every run's parts; with several runs, labels start with the run's place."""
         if len(self.runs) == 1:
             return self.runs[0].part_logs(frame, source)
         return {f"run{i}:{k}": v for i, run in enumerate(self.runs, start=1)
                 for k, v in run.part_logs(frame, source).items()}
+
+    def forecast_log(self, parts: Logs) -> np.ndarray:
+        """The mean of the runs' forecasts in log space."""
+        if len(self.runs) == 1:
+            return self.runs[0].forecast_log(parts)
+        return np.mean([run.forecast_log({k.removeprefix(f"run{i}:"): v for k, v in parts.items()
+                                          if k.startswith(f"run{i}:")})
+                        for i, run in enumerate(self.runs, start=1)], axis=0)
 
 
 
@@ -222,13 +232,12 @@ def predict_sales(predictor: Predictor, rows: pl.DataFrame, *, members: bool = F
     submissions and evaluations."""
     is_open = rows.get_column("Open") != 0
     open_rows = rows.filter(is_open)
-    if not open_rows.height:
-        columns = {"Prediction": np.zeros(0)}
-    else:
-        columns = {"Prediction": predictor.predict_log(open_rows, source)}
-    if members and open_rows.height:
+    columns = {"Prediction": np.zeros(0)}
+    if open_rows.height:
         parts = predictor.part_logs(open_rows, source)
-        columns.update({f"Prediction[{label}]": log for label, log in parts.items()})
+        columns["Prediction"] = predictor.forecast_log(parts)
+        if members:
+            columns.update({f"Prediction[{label}]": log for label, log in parts.items()})
     index = np.flatnonzero(is_open.to_numpy())
     out = []
     for name, log in columns.items():

@@ -143,14 +143,13 @@ def validation_report(run_dir: Path, validation: pl.DataFrame) -> dict:
     the boosted half if there is one), the network alone, the boosted half, each member."""
     run = load_run(run_dir)
     sales = validation.get_column("Sales").to_numpy()
-    logs = run.member_logs(validation)
-    members = [{"seed": int(label.removeprefix("seed-")), "rmspe": rmspe(sales, np.exp(log))}
-               for label, log in logs.items()]
-    network = np.mean(list(logs.values()), axis=0)
+    parts = run.part_logs(validation)
+    members = [{"seed": int(label.removeprefix("seed-")),
+                "rmspe": rmspe(sales, np.exp(parts[label]))} for label in run.labels]
     dates = validation.get_column("Date")
     report = {
-        "rmspe": rmspe(sales, np.exp(run.predict_log(validation))),
-        "network_rmspe": rmspe(sales, np.exp(network)),
+        "rmspe": rmspe(sales, np.exp(run.forecast_log(parts))),
+        "network_rmspe": rmspe(sales, np.exp(parts["network"])),
         "rows": validation.height,
         "date_from": dates.min(),
         "date_to": dates.max(),
@@ -158,6 +157,6 @@ def validation_report(run_dir: Path, validation: pl.DataFrame) -> dict:
         "mean_member_rmspe": float(np.mean([m["rmspe"] for m in members])),
     }
     if run.boosted is not None:
-        report["lightgbm_rmspe"] = rmspe(sales, np.exp(run.boosted.predict_log(validation)))
+        report["lightgbm_rmspe"] = rmspe(sales, np.exp(parts["lightgbm"]))
         report["lightgbm_weight"] = run.boosted.weight
     return report
