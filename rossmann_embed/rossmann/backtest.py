@@ -348,9 +348,9 @@ def _window_result(where: Path, window: Window, actual: pl.DataFrame) -> dict:
 def _settings(model: str, options: BacktestOptions) -> dict:
     from rossmann_embed.rossmann.boosting import (
         BOOSTED_BAGS,
+        BOOSTED_PARAMS,
         BOOSTED_ROUNDS,
         LIGHTGBM_PARAMS,
-        PUBLIC_PARAMS,
         LightGBMForecaster,
     )
 
@@ -358,7 +358,7 @@ def _settings(model: str, options: BacktestOptions) -> dict:
         recipe = network_config(options, Path(), Path()).to_dict()
         for where_or_how in ("data_dir", "out", "logger"):  # not what the model learns
             recipe.pop(where_or_how)
-        return {**recipe, "lightgbm": PUBLIC_PARAMS,  # the boosted half's
+        return {**recipe, "lightgbm": BOOSTED_PARAMS,  # the boosted half's
                 "lightgbm_rounds": BOOSTED_ROUNDS, "lightgbm_bags": BOOSTED_BAGS}
     if model == "lightgbm":
         return {"params": LIGHTGBM_PARAMS, "patience": LightGBMForecaster.patience}
