@@ -134,8 +134,8 @@ def geography_study(options: StudyOptions, progress: Callable[[str], None] = pri
              f"{options.epochs} epochs each -> {out}")
     # One network recipe for every setting, the paper's, so that only what a setting names
     # differs; the network alone (no boosted half), every feature the data has.
-    base = {"data_dir": options.data_dir, "trends": True, "lightgbm_weight": 0.0,
-            "epochs": options.epochs, "train_rows": options.train_rows, **PAPER_RECIPE}
+    base = {**PAPER_RECIPE, "data_dir": options.data_dir, "trends": True,
+            "epochs": options.epochs, "train_rows": options.train_rows}
     table = read_features(TrainConfig.from_dict({**base, "out": ""})) if todo else None
     started = time.perf_counter()
     for done, (setting, seed) in enumerate(todo, start=1):
