@@ -32,8 +32,7 @@ class TrainConfig(NetworkConfig):
     out: str
     # 8 epochs, not the core's 10, for time: the default backtest in 41 minutes on 2 cores
     # instead of 44. Its forecast: mean RMSPE 0.0990 against 0.0986 with 10 (better on two
-    # windows, worse on 2014's summer, where one seed's network alone varies by 0.01 between
-    # seeds; README, "What the backtest decided").
+    # windows, worse on 2014's summer; README, "What the backtest decided").
     epochs: int = 8
     validation_days: int = 48  # 0 trains on everything (a final Kaggle model)
     # Share of training rows whose look-ahead features are cut as if the data ended 0-59 days
