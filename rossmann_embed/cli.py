@@ -18,6 +18,7 @@ from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.feature_groups import FEATURE_GROUPS, FEATURE_SETS, PAPER_FEATURES
 from rossmann_embed.tabular.config import (
     LOGGERS,
+    NUMERICAL_EMBEDDINGS,
     TARGET_TRANSFORMS,
     Config,
     NetworkConfig,
@@ -48,8 +49,10 @@ def command(function: Callable[[argparse.Namespace], None]) -> Callable:
 def add_network_options(parser: argparse.ArgumentParser) -> None:
     """The network's and the Trainer's options, shared by `train` and `fit`."""
     d = NetworkConfig()
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size)
+    parser.add_argument("--epochs", type=int, default=d.epochs,
+                        help="default: enough for 2,000 optimizer steps (8 to 200)")
+    parser.add_argument("--batch-size", type=int, default=d.batch_size,
+                        help="default: from 256 to 2048 rows as the table grows")
     parser.add_argument("--learning-rate", "--lr", type=float, default=d.learning_rate)
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
     parser.add_argument("--loss", choices=["mse", "mae"], default=d.loss)
@@ -68,6 +71,15 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
                         "(same --embedding-size) plus per-category biases (repeatable)")
     parser.add_argument("--mlp", action=argparse.BooleanOptionalAction, default=d.mlp,
                         help="--no-mlp: the factorization alone (collaborative filtering)")
+    parser.add_argument("--ensemble-size", type=int, default=d.ensemble_size,
+                        help="members of the TabM ensemble that share weights (1: plain MLP)")
+    parser.add_argument("--numerical-embedding", choices=NUMERICAL_EMBEDDINGS,
+                        default=d.numerical_embedding,
+                        help="how continuous columns enter the network")
+    parser.add_argument("--numerical-bins", type=int, default=d.numerical_bins,
+                        help="bins of the piecewise-linear embedding (training quantiles)")
+    parser.add_argument("--numerical-embedding-size", type=int,
+                        default=d.numerical_embedding_size)
     parser.add_argument("--patience", type=int, default=d.patience,
                         help="epochs without a better validation score before stopping")
     parser.add_argument("--accelerator", default=d.accelerator)

@@ -3,8 +3,11 @@
 Columns named by the user keep the role given. Every other column is inferred from its type:
 
 - strings, categoricals and booleans are categorical;
-- integers with few distinct values are categorical (codes such as a store id or a weekday),
-  other integers and all floats continuous;
+- integers with few distinct values are codes (a store id, a weekday, a year, a size):
+  embedded as categories and also given to the network as numbers (``COLUMN_number``), so
+  that a value never seen in training still says where it lies; other integers and all
+  floats are continuous;
+- the time column, when it holds numbers, is continuous only: its later values are new.
 - a date or datetime becomes calendar parts: the year (continuous, so a later year is not an
   unknown category), month, day, day of week and week of year (categorical) and the day of
   the year (continuous).
@@ -45,20 +48,22 @@ class ColumnRoles:
     continuous: list[str]
     dates: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)
+    numbers: list[str] = field(default_factory=list)  # codes also given as numbers
 
     @property
     def inputs(self) -> list[str]:
         """The columns a table must have: non-date inputs and the date columns."""
-        parts = {part_name(d, p) for d in self.dates for p in DATE_PARTS}
-        return [c for c in [*self.categorical, *self.continuous] if c not in parts] + self.dates
+        derived = {part_name(d, p) for d in self.dates for p in DATE_PARTS}
+        derived |= {part_name(c, "number") for c in self.numbers}
+        return [c for c in [*self.categorical, *self.continuous] if c not in derived] + self.dates
 
     def expand(self, frame: pl.DataFrame) -> pl.DataFrame:
         """``frame`` with each date column replaced by its calendar parts."""
         parts = [
             expression(pl.col(d)).alias(part_name(d, part))
             for d in self.dates for part, (_, expression) in DATE_PARTS.items()
-        ]
-        return frame.with_columns(parts).drop(self.dates) if self.dates else frame
+        ] + [pl.col(c).alias(part_name(c, "number")) for c in self.numbers]
+        return frame.with_columns(parts).drop(self.dates) if parts else frame
 
     def report(self) -> list[str]:
         """One line per input column: its role and why."""
@@ -78,9 +83,10 @@ def part_name(date_column: str, part: str) -> str:
 
 def infer_roles(frame: pl.DataFrame, *, categorical: Sequence[str] | None = None,
                 continuous: Sequence[str] | None = None,
-                source: str = "table") -> ColumnRoles:
+                source: str = "table", time_column: str | None = None) -> ColumnRoles:
     """Roles for every column of ``frame`` (the inputs, without the target): the named ones as
-    given, the others inferred from their type and number of distinct values."""
+    given, a numeric ``time_column`` continuous, the others inferred from their type and
+    number of distinct values."""
     named_categorical, named_continuous = list(categorical or []), list(continuous or [])
     for column in [*named_categorical, *named_continuous]:
         if column not in frame.columns:
@@ -101,9 +107,15 @@ def infer_roles(frame: pl.DataFrame, *, categorical: Sequence[str] | None = None
                 raise InputError.at(source, "numbers in a continuous column", column=column,
                                     value=str(dtype))
             role, reason = "continuous", "continuous (named)"
+        elif column == time_column and dtype.is_numeric():
+            role, reason = "continuous", "continuous (the time column: later values are new)"
         else:
             role, reason = _inferred_role(frame.get_column(column), source)
-        if role == "date":
+        if role == "code":
+            roles.categorical.append(column)
+            roles.numbers.append(column)
+            roles.continuous.append(part_name(column, "number"))
+        elif role == "date":
             roles.dates.append(column)
             for part, (part_role, _) in DATE_PARTS.items():
                 getattr(roles, part_role).append(part_name(column, part))
@@ -124,7 +136,8 @@ def _inferred_role(values: pl.Series, source: str) -> tuple[str, str]:
         distinct = values.n_unique()
         limit = max(FEW_CODES, min(MAX_CODES, int(CODE_SHARE * len(values))))
         if distinct <= limit:
-            return "categorical", f"categorical (integer, {distinct} distinct <= {limit})"
+            return "code", (f"categorical (integer, {distinct} distinct <= {limit}), and as a "
+                            f"number ({part_name(values.name, 'number')})")
         return "continuous", f"continuous (integer, {distinct} distinct > {limit})"
     if dtype.is_float():
         return "continuous", "continuous (float)"

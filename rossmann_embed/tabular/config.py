@@ -19,17 +19,20 @@ import yaml
 from rossmann_embed.tabular.errors import InputError, first_line
 from rossmann_embed.tabular.files import write_json
 
-# 2048 rows a step: the (2048 x ~250) @ (250 x 1000) and (2048 x 1000) @ (1000 x 500) matmuls
-# run near the CPU's peak matmul rate on 2 cores, so fixed per-step costs (optimizer step,
-# Lightning hooks, embedding lookups) stay a few percent of a step, while ~400 steps an epoch
-# on Rossmann's ~800k rows is still plenty for AdamW + OneCycle to converge in a few epochs.
-# Smaller batches spend a growing share of the epoch in per-step overhead (see README/benchmark).
-DEFAULT_BATCH_SIZE = 2048
+# The training budget follows the table (``batch_size``, ``epochs`` and ``patience`` None):
+# batches grow with the rows, from 256 (small tables need many small steps) to 2048 (on
+# Rossmann's ~800k rows, 2048-row matmuls run near the CPU's peak rate and per-step overheads
+# stay small), and epochs are as many as it takes for MIN_STEPS optimizer steps.
+MIN_BATCH_SIZE, DEFAULT_BATCH_SIZE = 256, 2048
+ROWS_PER_BATCH_ROW = 128  # batch = rows / 128, as a power of two between the two bounds
+MIN_STEPS = 2000
+MIN_EPOCHS, MAX_EPOCHS = 8, 200
 
 LOGGERS = ("csv", "tensorboard")
 TARGET_TRANSFORMS = ("log", "log1p", "none")  # how the model sees the target
 
 LOSSES = ("mse", "mae")
+NUMERICAL_EMBEDDINGS = ("piecewise", "periodic", "none")
 
 Config = TypeVar("Config", bound="NetworkConfig")
 
@@ -46,23 +49,32 @@ class OptionError(ValueError):
 class NetworkConfig:
     """The model and how Lightning trains it. The defaults are the product's default model."""
 
-    epochs: int = 10
-    batch_size: int = DEFAULT_BATCH_SIZE
+    epochs: int | None = None  # None: enough for MIN_STEPS optimizer steps (auto_budget)
+    batch_size: int | None = None  # None: by the training rows (auto_budget)
     learning_rate: float = 3e-3
     weight_decay: float = 1e-5
     loss: str = "mse"
     seed: int = 0
     seeds: int = 1  # members of a seed ensemble: seeds seed, seed + 1, ...
     embedding_sizes: dict[str, int] = field(default_factory=dict)
-    hidden_sizes: list[int] = field(default_factory=lambda: [1000, 500])
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
     dropout: list[float] = field(default_factory=lambda: [0.0, 0.0])  # costly on CPU, little gain
     embedding_dropout: float = 0.04
     batch_norm: bool = False
+    # TabM: members of a weight-sharing ensemble inside one network (1: a plain MLP).
+    ensemble_size: int = 8
+    # Continuous columns embedded piecewise-linearly (bins: training quantiles), periodically
+    # (RealMLP's PBLD), or fed as one number each ("none").
+    numerical_embedding: str = "piecewise"
+    numerical_bins: int = 48
+    numerical_embedding_size: int = 16
     # Column pairs whose embeddings' dot product (plus a bias per category and a global bias)
     # joins the output, as in collaborative filtering; ``mlp`` False leaves only that.
     factorization: list[list[str]] = field(default_factory=list)
     mlp: bool = True
-    patience: int = 5  # early stopping on validation, in epochs (one-cycle: late epochs gain most)
+    # Early stopping on validation, in epochs; None: a quarter of the epochs, at least 5.
+    # The best epoch's weights are what a run predicts with.
+    patience: int | None = None
     accelerator: str = "auto"
     devices: str = "auto"
     strategy: str = "auto"
@@ -71,9 +83,17 @@ class NetworkConfig:
 
     def check(self) -> None:
         """Raise ``OptionError`` for the first option outside what is allowed."""
-        for name in ("epochs", "batch_size", "seeds", "patience"):
+        for name in ("seeds", "ensemble_size", "numerical_embedding_size"):
             require(self, name, _is_int(getattr(self, name)) and getattr(self, name) >= 1,
                      "a whole number of at least 1")
+        for name in ("epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            require(self, name, value is None or _is_int(value) and value >= 1,
+                    "a whole number of at least 1 (or null: chosen by the table's size)")
+        require(self, "numerical_bins", _is_int(self.numerical_bins)
+                and self.numerical_bins >= 2, "a whole number of at least 2")
+        require(self, "numerical_embedding", self.numerical_embedding in NUMERICAL_EMBEDDINGS,
+                f"one of {', '.join(NUMERICAL_EMBEDDINGS)}")
         require(self, "seed", _is_int(self.seed) and self.seed >= 0, "a whole number >= 0")
         require(self, "learning_rate", _is_number(self.learning_rate) and self.learning_rate > 0,
                  "a finite number > 0")
@@ -126,6 +146,36 @@ class NetworkConfig:
     def load(cls: type[Config], path: Path) -> Config:
         """Read a JSON or YAML configuration file."""
         return cls.from_dict(read_settings(path))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long a run trains: rows a step, epochs, and epochs without improvement before
+    early stopping."""
+
+    batch_size: int
+    epochs: int
+    patience: int
+
+    def steps(self, rows: int) -> int:
+        """Optimizer steps of the whole budget on ``rows`` training rows."""
+        return self.epochs * math.ceil(rows / self.batch_size)
+
+
+def auto_budget(config: NetworkConfig, rows: int) -> Budget:
+    """The config's batch size, epochs and patience, each chosen from the number of training
+    rows where the config leaves it None: a 5,000-row table gets batches of 256 and 100 epochs
+    (2,000 steps), Rossmann's 800,000 rows batches of 2048."""
+    batch = config.batch_size
+    if batch is None:
+        power = 2 ** max(0, math.floor(math.log2(max(1, rows) / ROWS_PER_BATCH_ROW)))
+        batch = min(DEFAULT_BATCH_SIZE, max(MIN_BATCH_SIZE, power))
+    epochs = config.epochs
+    if epochs is None:
+        per_epoch = math.ceil(max(1, rows) / batch)
+        epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_STEPS / per_epoch)))
+    patience = config.patience if config.patience is not None else max(5, epochs // 4)
+    return Budget(batch, epochs, patience)
 
 
 def per_layer_dropout(dropout: list[float], n_layers: int) -> list[float]:

@@ -3,7 +3,10 @@ scaling, and the target transform.
 
 A ``ColumnSpec`` says which columns are categorical, which are continuous, which is the
 target and how the model sees it (``log``, ``log1p`` or ``none``); a ``Preprocessor`` learns
-vocabularies and scaling from a frame and turns any frame with those columns into tensors.
+vocabularies and quantiles from a frame and turns any frame with those columns into tensors.
+Continuous values are mapped through their training quantiles onto a standard normal (as
+scikit-learn's ``QuantileTransformer``): robust to outliers and skew; beyond the training
+range values go on linearly for one more range width, then are clipped.
 ``to_dict`` / ``from_dict`` round-trip through plain data (JSON-able), so it travels inside a
 checkpoint.
 """
@@ -16,9 +19,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
+from scipy.special import ndtri
 
 from rossmann_embed.tabular.config import TARGET_TRANSFORMS
 from rossmann_embed.tabular.errors import InputError
+
+MAX_QUANTILES, MIN_QUANTILES, ROWS_PER_QUANTILE = 1000, 10, 30  # TabM's choice of n_quantiles
+NORMAL_BOUND = 1e-7  # quantile levels clipped to [1e-7, 1 - 1e-7]: outputs within +-5.2
+NORMAL_EDGE = float(ndtri(1 - NORMAL_BOUND))
 
 
 def forward_target(values: np.ndarray, transform: str) -> np.ndarray:
@@ -90,14 +98,41 @@ def _categories(frame: pl.DataFrame, name: str) -> pl.Expr:
     return column.cast(pl.String) if frame.schema[name].is_temporal() else column
 
 
+def training_quantiles(values: np.ndarray) -> list[float]:
+    """Evenly spaced quantiles of a column's finite training values (one 0 if there are
+    none): ``max(10, min(1000, rows // 30))`` of them."""
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return [0.0]
+    n = max(MIN_QUANTILES, min(MAX_QUANTILES, len(values) // ROWS_PER_QUANTILE))
+    return np.quantile(values, np.linspace(0, 1, n)).tolist()
+
+
+def quantile_normal(values: np.ndarray, quantiles: list[float]) -> np.ndarray:
+    """``values`` mapped through the training ``quantiles`` onto a standard normal; missing
+    values take the median's (0). Ties average the interpolation from both ends, as
+    scikit-learn's ``QuantileTransformer`` does, so a repeated value maps to its middle."""
+    q = np.asarray(quantiles, dtype=np.float64)
+    levels = np.linspace(0, 1, len(q))
+    x = np.where(np.isfinite(values), values, np.interp(0.5, levels, q))
+    level = 0.5 * (np.interp(x, q, levels) - np.interp(-x, -q[::-1], -levels[::-1]))
+    normal = ndtri(np.clip(level, NORMAL_BOUND, 1 - NORMAL_BOUND))
+    # Beyond the training range, values go on linearly for up to one more range (a later
+    # year, a higher price), so the network can extrapolate a trend; then they are clipped.
+    span = q[-1] - q[0]
+    if span > 0:
+        beyond = np.clip((x - q[-1]) / span, 0, 1) - np.clip((q[0] - x) / span, 0, 1)
+        normal = normal + beyond * 2 * NORMAL_EDGE
+    return normal
+
+
 @dataclass
 class Preprocessor:
-    """Category vocabularies (index 0 reserved for unknown) and continuous mean/std."""
+    """Category vocabularies (index 0 reserved for unknown) and continuous quantiles."""
 
     spec: ColumnSpec
     vocabularies: dict[str, list[Any]] = field(default_factory=dict)
-    means: dict[str, float] = field(default_factory=dict)
-    stds: dict[str, float] = field(default_factory=dict)
+    quantiles: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def cardinalities(self) -> dict[str, int]:
@@ -112,40 +147,31 @@ class Preprocessor:
             .sort().to_list()
             for name in self.spec.categorical
         }
-        stats = frame.select(
-            *[pl.col(c).cast(pl.Float64).mean().alias(f"{c}__mean") for c in self.spec.continuous],
-            *[pl.col(c).cast(pl.Float64).std().alias(f"{c}__std") for c in self.spec.continuous],
-        ).row(0, named=True) if self.spec.continuous else {}
-        self.means = {c: _finite(stats[f"{c}__mean"], 0.0) for c in self.spec.continuous}
-        self.stds = {c: _finite(stats[f"{c}__std"], 1.0) or 1.0 for c in self.spec.continuous}
+        self.quantiles = {c: training_quantiles(_numbers(frame, c)) for c in self.spec.continuous}
         return self
 
     def transform(self, frame: pl.DataFrame, source: str = "input frame") -> EncodedTable:
-        """Encode ``frame``: unknown or missing categories -> 0, missing continuous -> mean."""
+        """Encode ``frame``: unknown or missing categories -> 0, continuous values through
+        their training quantiles (missing -> the median)."""
         if not self.vocabularies and self.spec.categorical:
             raise RuntimeError("Preprocessor.transform called before fit")
         _require_columns(frame, [*self.spec.categorical, *self.spec.continuous], source)
         encoded = frame.select(
-            *[
-                _categories(frame, name)
-                .replace_strict(vocab, list(range(1, len(vocab) + 1)), default=0,
-                                return_dtype=pl.Int64)
-                .fill_null(0)
-                .alias(name)
-                for name, vocab in self.vocabularies.items()
-            ],
-            *[
-                ((pl.col(c).cast(pl.Float64).fill_null(self.means[c]) - self.means[c])
-                 / self.stds[c]).cast(pl.Float32).alias(c)
-                for c in self.spec.continuous
-            ],
+            _categories(frame, name)
+            .replace_strict(vocab, list(range(1, len(vocab) + 1)), default=0,
+                            return_dtype=pl.Int64)
+            .fill_null(0)
+            .alias(name)
+            for name, vocab in self.vocabularies.items()
         )
         categorical = torch.from_numpy(
-            encoded.select(list(self.vocabularies)).to_numpy().astype(np.int64)
+            encoded.to_numpy().astype(np.int64)
         ).reshape(len(frame), len(self.vocabularies))
+        columns = [quantile_normal(_numbers(frame, c), self.quantiles[c])
+                   for c in self.spec.continuous]
         continuous = torch.from_numpy(
-            np.array(encoded.select(self.spec.continuous).to_numpy(), np.float32)
-        ).reshape(len(frame), len(self.spec.continuous))
+            np.stack(columns, axis=1).astype(np.float32) if columns
+            else np.zeros((len(frame), 0), np.float32))
         target = None
         if self.spec.target is not None and self.spec.target in frame.columns:
             values = frame.get_column(self.spec.target).cast(pl.Float64).to_numpy()
@@ -161,8 +187,7 @@ class Preprocessor:
         return {
             "spec": self.spec.to_dict(),
             "vocabularies": {k: list(vocab) for k, vocab in self.vocabularies.items()},
-            "means": dict(self.means),
-            "stds": dict(self.stds),
+            "quantiles": {c: list(q) for c, q in self.quantiles.items()},
         }
 
     @classmethod
@@ -170,8 +195,7 @@ class Preprocessor:
         return cls(
             ColumnSpec.from_dict(data["spec"]),
             {k: list(v) for k, v in data["vocabularies"].items()},
-            dict(data["means"]),
-            dict(data["stds"]),
+            {c: list(q) for c, q in data["quantiles"].items()},
         )
 
 
@@ -184,5 +208,6 @@ def _require_columns(frame: pl.DataFrame, columns: list[str], source: str) -> No
         )
 
 
-def _finite(value: float | None, default: float) -> float:
-    return default if value is None or not np.isfinite(value) else float(value)
+def _numbers(frame: pl.DataFrame, column: str) -> np.ndarray:
+    """A continuous column as float64 numbers, missing values as NaN."""
+    return frame.get_column(column).cast(pl.Float64).fill_null(np.nan).to_numpy()

@@ -32,8 +32,9 @@ from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.frames import to_frame
 from rossmann_embed.tabular.metrics import mae, rmse, rmspe
 from rossmann_embed.tabular.runs import load_tabular_run
-from rossmann_embed.tabular.training import train_members
+from rossmann_embed.tabular.training import TRAINING_FILE, train_members
 
+DEFAULTS = NetworkConfig()  # the estimator's defaults are the config's, stated once
 ESTIMATOR_FILE = "estimator.json"
 TARGET = "__target__"  # the target's column inside the model's frames
 Y_RANGE_MARGIN = 0.1  # auto y_range: the training targets' span, widened by 10% each side
@@ -59,7 +60,9 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
             plus a learned bias per category and a global bias, joins the output: fastai's
             ``EmbeddingDotBias``; with ``mlp=False`` it is the whole model (collaborative
             filtering), with the MLP beside it a DeepFM-like model.
-        epochs .. logger: the network and Trainer options of ``NetworkConfig``.
+        epochs .. logger: the network and Trainer options of ``NetworkConfig``, with its
+            defaults; ``epochs``, ``batch_size`` and ``patience`` None follow the table's size
+            (``config.auto_budget``).
     """
 
     def __init__(
@@ -70,26 +73,30 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         y_range: tuple[float, float] | str | None = "auto",
         time_column: str | None = None,
         validation_fraction: float = 0.1,
-        epochs: int = 10,
-        batch_size: int = 2048,
-        learning_rate: float = 3e-3,
-        weight_decay: float = 1e-5,
-        loss: str = "mse",
-        seed: int = 0,
-        seeds: int = 1,
+        epochs: int | None = DEFAULTS.epochs,
+        batch_size: int | None = DEFAULTS.batch_size,
+        learning_rate: float = DEFAULTS.learning_rate,
+        weight_decay: float = DEFAULTS.weight_decay,
+        loss: str = DEFAULTS.loss,
+        seed: int = DEFAULTS.seed,
+        seeds: int = DEFAULTS.seeds,
         embedding_sizes: dict[str, int] | None = None,
-        hidden_sizes: Sequence[int] = (1000, 500),
-        dropout: float = 0.0,
-        embedding_dropout: float = 0.04,
-        batch_norm: bool = False,
+        hidden_sizes: Sequence[int] = tuple(DEFAULTS.hidden_sizes),
+        dropout: float = DEFAULTS.dropout[0],
+        embedding_dropout: float = DEFAULTS.embedding_dropout,
+        batch_norm: bool = DEFAULTS.batch_norm,
         factorization: Sequence[Sequence[str]] | None = None,
-        mlp: bool = True,
-        patience: int = 5,
-        accelerator: str = "auto",
-        devices: str = "auto",
-        strategy: str = "auto",
-        precision: str = "32-true",
-        logger: str = "csv",
+        mlp: bool = DEFAULTS.mlp,
+        ensemble_size: int = DEFAULTS.ensemble_size,
+        numerical_embedding: str = DEFAULTS.numerical_embedding,
+        numerical_bins: int = DEFAULTS.numerical_bins,
+        numerical_embedding_size: int = DEFAULTS.numerical_embedding_size,
+        patience: int | None = DEFAULTS.patience,
+        accelerator: str = DEFAULTS.accelerator,
+        devices: str = DEFAULTS.devices,
+        strategy: str = DEFAULTS.strategy,
+        precision: str = DEFAULTS.precision,
+        logger: str = DEFAULTS.logger,
         out: str | None = None,
     ) -> None:
         # scikit-learn convention: store the parameters untouched, check them in fit.
@@ -113,6 +120,10 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         self.batch_norm = batch_norm
         self.factorization = factorization
         self.mlp = mlp
+        self.ensemble_size = ensemble_size
+        self.numerical_embedding = numerical_embedding
+        self.numerical_bins = numerical_bins
+        self.numerical_embedding_size = numerical_embedding_size
         self.patience = patience
         self.accelerator = accelerator
         self.devices = devices
@@ -131,7 +142,8 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
         self.n_features_in_ = frame.width
         self.roles_ = infer_roles(frame, categorical=self.categorical,
-                                  continuous=self.continuous, source="X")
+                                  continuous=self.continuous, source="X",
+                                  time_column=self.time_column)
         self.target_transform_ = _choose_transform(self.target_transform, target)
         rows = self.roles_.expand(frame).with_columns(pl.Series(TARGET, target))
         train, validation = self._split(frame, rows)
@@ -153,6 +165,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         self.validation_ = self._scores(validation) if validation.height else {}
         self.validation_["rows"] = validation.height
         self.validation_["rows_train"] = train.height
+        self.training_ = json.loads((run_dir / TRAINING_FILE).read_text())
         self._write_description(run_dir)
         return self
 
@@ -229,7 +242,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
                 target = path / "checkpoints" / seed_dir.name
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(seed_dir / "best.ckpt", target / "best.ckpt")
-            for name in ("metrics.csv",):
+            for name in ("metrics.csv", TRAINING_FILE):
                 if (source / name).is_file():
                     shutil.copy2(source / name, path / name)
             self._write_description(path)
@@ -277,7 +290,10 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
             dropout=dropout, embedding_dropout=self.embedding_dropout,
             batch_norm=self.batch_norm,
             factorization=[list(pair) for pair in self.factorization or []], mlp=self.mlp,
-            patience=self.patience, accelerator=self.accelerator,
+            ensemble_size=self.ensemble_size, numerical_embedding=self.numerical_embedding,
+            numerical_bins=self.numerical_bins,
+            numerical_embedding_size=self.numerical_embedding_size, patience=self.patience,
+            accelerator=self.accelerator,
             devices=self.devices, strategy=self.strategy, precision=self.precision,
             logger=self.logger,
         )

@@ -1,5 +1,11 @@
 """EntityEmbeddingRegressor: one embedding per categorical column, concatenated with the
-continuous columns, through an MLP to a prediction of the transformed target.
+embedded continuous columns, through an efficient ensemble of MLPs to a prediction of the
+transformed target.
+
+Continuous columns are embedded piecewise-linearly or periodically (``rtdl_num_embeddings``);
+the MLP is a TabM ensemble of ``ensemble_size`` members that share their weights
+(BatchEnsemble layers of ``tabm``), trained on the mean of the members' losses and predicting
+their mean.
 
 Inputs are the tensors of ``encoding.EncodedTable`` (category index 0 = unknown); the output
 is in the target transform's space (log for sales); validation reports RMSE, and RMSPE for a
@@ -9,14 +15,19 @@ log target, in the target's own units, exact under DDP.
 from __future__ import annotations
 
 import ctypes
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from pytorch_lightning import LightningModule
+from rtdl_num_embeddings import PeriodicEmbeddings, PiecewiseLinearEmbeddings, compute_bins
+from tabm import BatchNorm1dEnsemble, EnsembleView, LinearBatchEnsemble, LinearEnsemble
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from rossmann_embed.tabular.config import NUMERICAL_EMBEDDINGS
 
 
 def default_embedding_size(cardinality: int) -> int:
@@ -45,6 +56,13 @@ class EntityEmbeddingRegressor(LightningModule):
         weight_decay: AdamW's decoupled weight decay.
         target_transform: how targets were transformed (``encoding.TARGET_TRANSFORMS``):
             validation undoes it to report errors in the target's units.
+        ensemble_size: members of the TabM ensemble (BatchEnsemble layers sharing weights);
+            1 is a plain MLP.
+        numerical_embedding: ``"piecewise"`` (needs ``bins``), ``"periodic"`` or ``"none"``
+            (each continuous value enters the MLP as one number).
+        numerical_embedding_size: dimensions of each continuous column's embedding.
+        bins: per continuous column, the bin edges of the piecewise-linear embedding
+            (``numerical_bins`` on the training rows).
         preprocessing: opaque plain data (e.g. ``Preprocessor.to_dict()``) stored in the
             hyperparameters so that a checkpoint alone can predict; never read here.
     """
@@ -65,6 +83,10 @@ class EntityEmbeddingRegressor(LightningModule):
         target_transform: str = "log",
         factorization: Sequence[Sequence[str]] | None = None,
         mlp: bool = True,
+        ensemble_size: int = 1,
+        numerical_embedding: str = "none",
+        numerical_embedding_size: int = 16,
+        bins: Sequence[Sequence[float]] | None = None,
         preprocessing: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -76,6 +98,14 @@ class EntityEmbeddingRegressor(LightningModule):
         pairs = [tuple(pair) for pair in factorization or []]
         if not mlp and not pairs:
             raise ValueError("mlp=False needs factorization pairs: nothing would predict")
+        if numerical_embedding not in NUMERICAL_EMBEDDINGS:
+            raise ValueError(f"numerical_embedding must be one of {NUMERICAL_EMBEDDINGS}, "
+                             f"got {numerical_embedding!r}")
+        if n_continuous == 0:
+            numerical_embedding = "none"
+        if numerical_embedding == "piecewise" and (bins is None or len(bins) != n_continuous):
+            raise ValueError("numerical_embedding='piecewise' needs bins for each continuous "
+                             "column (numerical_bins)")
         # Plain containers only, so checkpoints load with weights_only=True.
         self.save_hyperparameters(
             {
@@ -93,6 +123,11 @@ class EntityEmbeddingRegressor(LightningModule):
                 "target_transform": target_transform,
                 "factorization": [list(pair) for pair in pairs],
                 "mlp": bool(mlp),
+                "ensemble_size": int(ensemble_size),
+                "numerical_embedding": numerical_embedding,
+                "numerical_embedding_size": int(numerical_embedding_size),
+                "bins": ([[float(v) for v in edges] for edges in bins]
+                         if numerical_embedding == "piecewise" else None),
                 "preprocessing": preprocessing,
             }
         )
@@ -108,11 +143,12 @@ class EntityEmbeddingRegressor(LightningModule):
         self.embedding_dropout = (
             CheapDropout(embedding_dropout) if embedding_dropout else nn.Identity()
         )
-        self.mlp = _mlp(
-            sum(sizes.values()) + n_continuous,
-            self.hparams.hidden_sizes,
-            self.hparams.dropout,
-            batch_norm,
+        self.numerical = _numerical_embeddings(
+            numerical_embedding, n_continuous, numerical_embedding_size, self.hparams.bins)
+        numerical_width = numerical_embedding_size if self.numerical is not None else 1
+        chunks = [*sizes.values(), *[numerical_width] * n_continuous]  # one per input column
+        self.mlp = _ensemble_mlp(
+            chunks, self.hparams.hidden_sizes, self.hparams.dropout, batch_norm, ensemble_size,
         ) if mlp else None
         self._factorization(pairs, sizes)
         self._val_sums: torch.Tensor | None = None
@@ -141,18 +177,26 @@ class EntityEmbeddingRegressor(LightningModule):
 
     def forward(self, categorical: torch.Tensor, continuous: torch.Tensor) -> torch.Tensor:
         """Log predictions [rows] from category indices [rows, n_cat] and continuous
-        values [rows, n_cont] (columns in the order of ``cardinalities``)."""
+        values [rows, n_cont] (columns in the order of ``cardinalities``): the mean of the
+        ensemble's members."""
+        return self.forward_members(categorical, continuous).mean(dim=1)
+
+    def forward_members(self, categorical: torch.Tensor, continuous: torch.Tensor
+                        ) -> torch.Tensor:
+        """Each ensemble member's log predictions [rows, members]."""
         weights = [emb.weight for emb in self.embeddings.values()]
         embedded = None
+        if self.numerical is not None:
+            continuous = self.numerical(continuous).flatten(1)
         if weights:
             columns = categorical.t().contiguous()  # one copy, not one per strided column
             embedded = EmbeddingLookups.apply(columns, *weights)
             x = torch.cat([self.embedding_dropout(embedded), continuous], dim=1)
         else:  # a table of numbers only
             x = continuous
-        out = self.mlp(x).squeeze(1) if self.mlp is not None else x.new_zeros(len(x))
+        out = self.mlp(x).squeeze(2) if self.mlp is not None else x.new_zeros(len(x), 1)
         if self._pairs:
-            out = out + self._dot_and_biases(categorical, embedded)
+            out = out + self._dot_and_biases(categorical, embedded).unsqueeze(1)
         if self.hparams.y_range is not None:
             lo, hi = self.hparams.y_range
             out = lo + (hi - lo) * torch.sigmoid(out)
@@ -169,7 +213,11 @@ class EntityEmbeddingRegressor(LightningModule):
         return out
 
     def _loss_sum(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Sum of the loss over rows with finite targets, and their count (no host sync)."""
+        """Sum of the loss over rows with finite targets, and their count (no host sync).
+        ``pred`` [rows] or [rows, members]: each member's loss counts (TabM's mean of the
+        members' losses), so the count is of rows times members."""
+        if pred.ndim == 2:
+            target = target.unsqueeze(1).expand_as(pred)
         finite = torch.isfinite(target)
         diff = torch.where(finite, pred - target, 0.0)
         per_row = diff.square() if self.hparams.loss == "mse" else diff.abs()
@@ -183,7 +231,8 @@ class EntityEmbeddingRegressor(LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         categorical, continuous, target = batch
-        loss_sum, count = self._loss_sum(self(categorical, continuous), target)
+        members = self.forward_members(categorical, continuous)
+        loss_sum, count = self._loss_sum(members, target)
         loss = loss_sum / count.clamp_min(1)
         self.log("train_loss", loss, prog_bar=True)
         return loss
@@ -366,17 +415,56 @@ def _per_layer(dropout: float | Sequence[float], n_layers: int) -> list[float]:
     return [float(p) for p in dropout]
 
 
-def _mlp(n_in: int, hidden: Sequence[int], dropout: Sequence[float], batch_norm: bool) -> nn.Module:
-    layers: list[nn.Module] = []
-    for width, p in zip(hidden, dropout, strict=True):
-        layers += [nn.Linear(n_in, width), nn.ReLU(inplace=True)]
+def _ensemble_mlp(chunks: Sequence[int], hidden: Sequence[int], dropout: Sequence[float],
+                  batch_norm: bool, k: int) -> nn.Module:
+    """TabM's backbone for hidden layers of any widths: ``k`` views of the input, BatchEnsemble
+    layers (shared weights, per-member scalings and biases), and one output per member:
+    ``[rows, n_in]`` -> ``[rows, k, 1]``. The first layer's input scaling starts random per
+    input column (``chunks``: each column's width), the others at one, as in TabM."""
+    n_in = sum(chunks)
+    layers: list[nn.Module] = [EnsembleView(k=k)]
+    for index, (width, p) in enumerate(zip(hidden, dropout, strict=True)):
+        first = index == 0
+        layers += [LinearBatchEnsemble(n_in, width, k=k,
+                                       scaling_init=("random-signs", "ones") if first else "ones",
+                                       first_scaling_init_chunks=list(chunks) if first else None),
+                   nn.ReLU(inplace=True)]
         if batch_norm:
-            layers.append(nn.BatchNorm1d(width))
+            layers.append(BatchNorm1dEnsemble(width, k=k))
         if p > 0:  # skip the layer entirely: even a no-op Dropout costs a pass over memory
             layers.append(CheapDropout(p))
         n_in = width
-    layers.append(nn.Linear(n_in, 1))
+    layers.append(LinearEnsemble(n_in, 1, k=k))
     return nn.Sequential(*layers)
+
+
+def _numerical_embeddings(kind: str, n_continuous: int, size: int,
+                          bins: Sequence[Sequence[float]] | None) -> nn.Module | None:
+    if kind == "piecewise":
+        edges = [torch.tensor(b, dtype=torch.float32) for b in bins or []]
+        with warnings.catch_warnings():  # a column of two values has one bin: that is fine
+            warnings.filterwarnings("ignore", message=".*just two bin edges")
+            return PiecewiseLinearEmbeddings(edges, size, activation=False, version="B")
+    if kind == "periodic":  # RealMLP's PBLD: periodic, then a linear layer and a ReLU each
+        return PeriodicEmbeddings(n_continuous, size, lite=False)
+    return None
+
+
+def numerical_bins(continuous: torch.Tensor, n_bins: int) -> list[list[float]]:
+    """Bin edges of each continuous column for the piecewise-linear embedding: quantiles of
+    the given (training) rows, by ``rtdl_num_embeddings.compute_bins``. A column with one
+    value gets one bin around it (compute_bins needs two distinct values)."""
+    edges: list[list[float]] = []
+    for column in continuous.t():
+        values = column[torch.isfinite(column)]
+        if values.unique().numel() < 2 or len(values) < 3:
+            low = float(values.min()) if values.numel() else 0.0
+            high = float(values.max()) if values.numel() else 0.0
+            edges.append([low, high] if high > low else [low - 1.0, low + 1.0])
+            continue
+        n = max(2, min(n_bins, len(values) - 1))
+        edges.append(compute_bins(values.unsqueeze(1), n)[0].tolist())
+    return edges
 
 
 __all__ = [
@@ -384,6 +472,7 @@ __all__ = [
     "EmbeddingLookups",
     "EntityEmbeddingRegressor",
     "default_embedding_size",
+    "numerical_bins",
     "reuse_freed_memory",
     "training_flops_per_batch",
 ]

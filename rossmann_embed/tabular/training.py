@@ -5,6 +5,7 @@ Run directory layout written here (dataset commands add their own files)::
     checkpoints/seed-S/    best.ckpt and last.ckpt of each ensemble member
     logs/seed-S/           Lightning's CSV (or TensorBoard) logs
     metrics.csv            every member's per-epoch metrics, with a seed column
+    training.json          the budget (batch size, epochs, patience) and each member's steps
 
 A checkpoint alone can predict: ``metadata`` (the fitted preprocessing and whatever the
 dataset needs) travels in its hyperparameters as plain data, and loads weights-only.
@@ -25,10 +26,13 @@ from pytorch_lightning import Callback, LightningModule, Trainer, seed_everythin
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from rossmann_embed.tabular.config import NetworkConfig
+from rossmann_embed.tabular.config import Budget, NetworkConfig, auto_budget
 from rossmann_embed.tabular.data import TensorDataModule
 from rossmann_embed.tabular.encoding import EncodedTable, Preprocessor
-from rossmann_embed.tabular.model import EntityEmbeddingRegressor
+from rossmann_embed.tabular.files import write_json
+from rossmann_embed.tabular.model import EntityEmbeddingRegressor, numerical_bins
+
+TRAINING_FILE = "training.json"
 
 
 class ResumableEarlyStopping(EarlyStopping):
@@ -85,22 +89,35 @@ def train_members(config: NetworkConfig, run_dir: Path, preprocessor: Preprocess
                   y_range: tuple[float, float] | None, *, resume: bool = False,
                   callbacks: Sequence[Callback] = (),
                   metadata: dict[str, Any] | None = None, summary: bool = True) -> bool:
-    """Train ``config.seeds`` members into ``run_dir`` and merge their metrics; returns whether
-    this process is the global rank 0 (the one that writes reports under DDP)."""
-    is_global_zero = True
+    """Train ``config.seeds`` members into ``run_dir``, merge their metrics and write
+    ``training.json``; returns whether this process is the global rank 0 (the one that
+    writes reports under DDP)."""
+    budget = auto_budget(config, len(train))
+    # Bins of the piecewise-linear embeddings: from the training rows only, one set per run.
+    bins = (numerical_bins(train.continuous, config.numerical_bins)
+            if config.numerical_embedding == "piecewise" else None)
+    is_global_zero, members = True, []
     for member in range(config.seeds):
-        trainer = train_member(config, run_dir, config.seed + member, preprocessor, train,
-                               validation, y_range, resume=resume, callbacks=callbacks,
+        seed = config.seed + member
+        trainer = train_member(config, budget, run_dir, seed, preprocessor, train, validation,
+                               y_range, bins, resume=resume, callbacks=callbacks,
                                metadata=metadata, summary=summary)
         is_global_zero = trainer.is_global_zero
+        members.append({"seed": seed, "steps": int(trainer.global_step),
+                        "epochs": int(trainer.current_epoch)})
     if is_global_zero:
         merge_metrics(run_dir)
+        write_json(run_dir / TRAINING_FILE, {
+            "rows": len(train), "batch_size": budget.batch_size, "epochs": budget.epochs,
+            "patience": budget.patience, "planned_steps": budget.steps(len(train)),
+            "members": members})
     return is_global_zero
 
 
-def train_member(config: NetworkConfig, run_dir: Path, seed: int, preprocessor: Preprocessor,
-                 train: EncodedTable, validation: EncodedTable | None,
-                 y_range: tuple[float, float] | None, *, resume: bool = False,
+def train_member(config: NetworkConfig, budget: Budget, run_dir: Path, seed: int,
+                 preprocessor: Preprocessor, train: EncodedTable,
+                 validation: EncodedTable | None, y_range: tuple[float, float] | None,
+                 bins: list[list[float]] | None, *, resume: bool = False,
                  callbacks: Sequence[Callback] = (),
                  metadata: dict[str, Any] | None = None, summary: bool = True) -> Trainer:
     """One member: seeded model, checkpoints, early stopping on validation, resume from
@@ -121,6 +138,10 @@ def train_member(config: NetworkConfig, run_dir: Path, seed: int, preprocessor: 
         target_transform=preprocessor.spec.target_transform,
         factorization=config.factorization,
         mlp=config.mlp,
+        ensemble_size=config.ensemble_size,
+        numerical_embedding=config.numerical_embedding,
+        numerical_embedding_size=config.numerical_embedding_size,
+        bins=bins,
         preprocessing={"preprocessor": preprocessor.to_dict(), **(metadata or {})},
     )
     checkpoints = run_dir / "checkpoints" / f"seed-{seed}"
@@ -129,10 +150,10 @@ def train_member(config: NetworkConfig, run_dir: Path, seed: int, preprocessor: 
                                      *_checkpoints(checkpoints, monitor)]
     if monitor:
         all_callbacks.append(ResumableEarlyStopping(monitor=monitor, mode="min",
-                                                    patience=config.patience))
+                                                    patience=budget.patience))
     all_callbacks += callbacks
     trainer = Trainer(
-        max_epochs=config.epochs,
+        max_epochs=budget.epochs,
         accelerator=config.accelerator,
         devices=_devices(config.devices),
         strategy=config.strategy,
@@ -151,7 +172,7 @@ def train_member(config: NetworkConfig, run_dir: Path, seed: int, preprocessor: 
     log_file = _csv_log(run_dir, seed)
     # Lightning's CSVLogger starts its file afresh: keep what the interrupted run logged.
     earlier = pl.read_csv(log_file) if resuming and log_file.is_file() else None
-    data = TensorDataModule(train, validation, config.batch_size, seed)
+    data = TensorDataModule(train, validation, budget.batch_size, seed)
     with warnings.catch_warnings():
         if earlier is not None:  # "previous log files will be deleted": put back below
             warnings.filterwarnings("ignore", message="Experiment logs directory")

@@ -61,7 +61,7 @@ def fit_table(config: FitConfig, log=print) -> Path:
     frame = read_table(config.table)
     X, y = split_target(frame, config)
     roles = infer_roles(X, categorical=config.categorical, continuous=config.continuous,
-                        source=config.table)  # the estimator decides the same way
+                        source=config.table, time_column=config.time_column)  # as the estimator
     log(f"{config.table}: {frame.height:,} rows; columns (--categorical / --continuous to "
         "change):")
     for line in roles.report():
@@ -76,8 +76,13 @@ def fit_table(config: FitConfig, log=print) -> Path:
     write_json(run_dir / "columns.json", {
         "target": config.target, "target_transform": estimator.target_transform_,
         "dropped": config.drop, **estimator.roles_.to_dict()})
-    report = {**estimator.validation_, "seconds": round(time.perf_counter() - start, 1)}
+    budget = estimator.training_
+    steps = sum(member["steps"] for member in budget["members"])
+    report = {**estimator.validation_, "steps": steps, "batch_size": budget["batch_size"],
+              "epochs": budget["epochs"], "seconds": round(time.perf_counter() - start, 1)}
     write_json(run_dir / "validation.json", report)
+    log(f"trained {steps:,} steps in batches of {budget['batch_size']:,} (budget "
+        f"{budget['epochs']} epochs, {budget['planned_steps']:,} steps a member; best epoch kept)")
     scores = ", ".join(f"{k} {v:.4g}" for k, v in estimator.validation_.items()
                        if k in ("rmse", "mae", "rmspe"))
     log(f"validation ({estimator.validation_['rows']:,} rows): {scores or 'none held out'}")
