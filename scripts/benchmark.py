@@ -11,6 +11,10 @@ Stages (each adds keys to the same JSON; keys of stages not run are kept from th
          of the same run on the same split: LightGBM at full strength (boosting.py), with
          lightgbm_val_rmspe, lightgbm_seconds, lightgbm_rounds (picked by early stopping)
   lightgbm  that baseline alone, on the same split (a part of the train stage)
+
+With --compare-plain, the train stage also trains the network of the earlier recipe (one
+plain MLP of 1000 and 500 units, continuous columns as one number each: PLAIN_MLP) on the
+same split and reports its figures under plain_* keys, beside the default recipe's.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from rossmann_embed.tabular.metrics import rmspe
 from rossmann_embed.tabular.model import training_flops_per_batch
 
 DEFAULT_DATA = os.environ.get("ROSSMANN_DATA", "../shared/data/rossmann")
+PLAIN_MLP = {"hidden_sizes": [1000, 500], "dropout": [0.0, 0.0], "ensemble_size": 1,
+             "numerical_embedding": "none"}
 
 
 def bench_data(data_dir: str) -> dict:
@@ -78,12 +84,14 @@ class MatmulProbe(Callback):
         self.seconds += time.perf_counter() - start
 
 
-def bench_train(data_dir: str, run_dir: Path) -> dict:
-    """Default training with the last 48 days as validation, then LightGBM on the same split."""
+def bench_train(data_dir: str, run_dir: Path, recipe: dict | None = None) -> dict:
+    """Training with the last 48 days as validation (the default recipe, or ``recipe``'s
+    options over it): speed, and the forecast's and its parts' RMSPE."""
     from rossmann_embed.rossmann.inference import load_run
     from rossmann_embed.rossmann.training import fit, prepare
+    from rossmann_embed.tabular.config import auto_budget
 
-    config = TrainConfig(data_dir=data_dir, out=str(run_dir))
+    config = TrainConfig.from_dict({"data_dir": data_dir, "out": str(run_dir), **(recipe or {})})
     probe = MatmulProbe()
     start = time.perf_counter()
     fit(config, callbacks=[probe])
@@ -94,7 +102,8 @@ def bench_train(data_dir: str, run_dir: Path) -> dict:
 
     train, val, preprocessor, _ = prepare(config)
     model = load_run(run_dir).models[0]
-    flops_per_row = training_flops_per_batch(model, config.batch_size) / config.batch_size
+    batch_size = auto_budget(config, train.height).batch_size
+    flops_per_row = training_flops_per_batch(model, batch_size) / batch_size
     flops_per_epoch = flops_per_row * train.height
     gflops = float(np.median(probe.rates))
     result = {
@@ -110,9 +119,11 @@ def bench_train(data_dir: str, run_dir: Path) -> dict:
         "val_dates": [validation["date_from"], validation["date_to"]],
         "epochs_run": int(metrics.get_column("epoch").max()) + 1,
         "train_seconds": round(train_seconds, 1),
-        "batch_size": config.batch_size,
+        "batch_size": batch_size,
+        "ensemble_size": config.ensemble_size,
+        "numerical_embedding": config.numerical_embedding,
+        "hidden_sizes": config.hidden_sizes,
     }
-    result.update(bench_lightgbm(train, val))
     return result
 
 
@@ -144,6 +155,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     parser.add_argument("--only", choices=["data", "train", "lightgbm"], help="run one stage")
     parser.add_argument("--run-dir", type=Path, help="where the train stage writes its run")
+    parser.add_argument("--compare-plain", action="store_true",
+                        help="also train the earlier recipe's plain MLP (plain_* keys)")
     args = parser.parse_args()
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
     result.update({"data_dir": str(args.data_dir), "cpu_count": os.cpu_count(),
@@ -160,6 +173,15 @@ def main() -> None:
     if args.only in (None, "train"):
         run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="rossmann-bench-"))
         result.update(bench_train(args.data_dir, run_dir))
+        write_json(args.out, result)
+        if args.compare_plain:
+            plain = bench_train(args.data_dir, run_dir / "plain", PLAIN_MLP)
+            result.update({f"plain_{k}": v for k, v in plain.items()})
+            write_json(args.out, result)
+        from rossmann_embed.rossmann.training import prepare
+
+        train, val, _, _ = prepare(TrainConfig(data_dir=args.data_dir, out=""))
+        result.update(bench_lightgbm(train, val))
         write_json(args.out, result)
     print(json.dumps(result, indent=2))
 

@@ -89,7 +89,7 @@ class NetworkConfig:
         for name in ("epochs", "batch_size", "patience"):
             value = getattr(self, name)
             require(self, name, value is None or _is_int(value) and value >= 1,
-                    "a whole number of at least 1 (or null: chosen by the table's size)")
+                    "a whole number of at least 1")
         require(self, "numerical_bins", _is_int(self.numerical_bins)
                 and self.numerical_bins >= 2, "a whole number of at least 2")
         require(self, "numerical_embedding", self.numerical_embedding in NUMERICAL_EMBEDDINGS,
