@@ -61,22 +61,16 @@ PUBLIC_PARAMS = {
     "seed": 0,
 }
 # The baseline's settings: the public ones with the change that scripts/tune_lightgbm.py chose
-# by the mean RMSPE over the backtest's three windows (63 leaves: 0.1031 against 0.1050 with
-# 127; README, "How the baseline was tuned").
+# over the backtest's three windows, 63 leaves (docs/decisions.md).
 LIGHTGBM_PARAMS = {**PUBLIC_PARAMS, "num_leaves": 63}
-# The boosted half's settings: the baseline's. At fixed rounds 63 leaves forecast as well as
-# 127 over the backtest's windows (same network members) in 2/3 of the fit and predict time.
-# (With early stopping they had stopped after 305 rounds: RMSPE 0.1014 against 0.0957.)
+# The boosted half's settings: the baseline's; at fixed rounds they forecast as well as 127
+# leaves in 2/3 of the time (docs/decisions.md).
 BOOSTED_PARAMS = LIGHTGBM_PARAMS
-# The boosted half's rounds, fixed. Its early stopping (patience 300) picked 3,561 and 2,836
-# rounds on the backtest's last two windows; a fixed 3,500 gave the same forecast (backtest
-# mean 0.0996 both; README, "What the backtest decided") in half the time, since the fit
-# before the refit, on all but the last 48 days, is not needed.
+# The boosted half's rounds, fixed: the same forecast as early stopping in half the time, since
+# no fit on all but the last 48 days is needed before the refit (docs/decisions.md).
 BOOSTED_ROUNDS = 3500
-# Two boosters of different bagging seeds, averaged: with the same network members the forecast
-# gained in every window of the backtest (mean 0.0992 against 0.0996 with one), for a second
-# fit's time. Bagging 0.45 a booster, tried to keep one fit's time, ran no faster than a fit
-# with 0.9 on its first window (stopped unscored).
+# Two boosters of different bagging seeds, averaged: better in every backtest window, for a
+# second fit's time (docs/decisions.md).
 BOOSTED_BAGS = 2
 
 
@@ -136,10 +130,7 @@ class LightGBMForecaster:
     stop_metric: str = "rmspe"
     max_rounds: int = 5000
     # Rounds without a better inner RMSPE before stopping. 300, not 100: the inner days can be
-    # unusual (before the backtest's "previous" window, 2015-01-21 .. 03-09, RMSPE ~0.20) and
-    # 100 stopped early there (the boosted half after 560 rounds). Backtest, mean of the three
-    # windows: baseline 0.1025 against 0.1031, boosted half 0.1018 against 0.1028 (it has
-    # BOOSTED_ROUNDS since).
+    # unusual, and 100 stopped too early there (docs/decisions.md).
     patience: int = 300
     fixed_rounds: int | None = None  # rounds without early stopping (the boosted half's)
     bags: int = 1  # boosters averaged in log space, with bagging seeds seed, seed + 1, ...

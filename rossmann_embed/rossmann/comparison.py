@@ -39,11 +39,9 @@ Choices, and why:
 - The networks: the paper's sizes (1000, 500), embedding sizes and MAE of log sales, no
   dropout; embeddings start uniform in +-0.05 as in the paper's Keras code (PyTorch's N(0, 1)
   start stays visible after a few epochs and blurs k-NN distances). 10 epochs of batches of
-  512 with a one-cycle schedule peaking at ``LEARNING_RATES`` of the setting. Paper setting,
-  0.03: the embedding network reached a MAPE of 0.112 with 0.003 and 0.107 with 0.01 on
-  these rows. Full setting, 0.003: 0.0805, against 0.0813 with 0.01 and 0.33 with 0.03 (its
-  sigmoid output saturated; 0.104 without hide_future). One network each (the paper
-  averaged five).
+  512 with a one-cycle schedule peaking at ``LEARNING_RATES`` of the setting (0.03 for the
+  paper's, 0.003 for the full setting, where 0.03 saturated the sigmoid output; measured in
+  docs/decisions.md). One network each (the paper averaged five).
 """
 
 from __future__ import annotations
@@ -277,9 +275,8 @@ def classic_models(options: CompareOptions) -> dict[str, Callable[[], RegressorM
     if options.lightgbm and importlib.util.find_spec("lightgbm") is not None:
         from lightgbm import LGBMRegressor
 
-        # One thread: LightGBM shares torch's OpenMP runtime, whose idle threads spin; with
-        # other work on the cores, 300 rounds on 200,000 rows took 106 s on 2 threads and
-        # 5 s on one.
+        # One thread: LightGBM shares torch's OpenMP runtime, whose idle threads spin, and
+        # was many times slower on 2 threads with other work on the cores (docs/decisions.md).
         models["LightGBM"] = lambda: LGBMRegressor(
             n_estimators=BOOSTING_ROUNDS, n_jobs=1, random_state=options.seed, verbose=-1,
             **LIGHTGBM)

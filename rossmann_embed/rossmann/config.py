@@ -16,10 +16,8 @@ from rossmann_embed.tabular.config import NetworkConfig, require
 # `--features paper` trains the paper's network as its authors did (MAE of log sales, a peak
 # learning rate of 0.03, no dropout; the network alone) with the paper's embedding sizes, in
 # the product's batches of 2048 (the paper's 512 take longer on a CPU; both learned the map).
-# It is the setting whose State embedding learns the map. On the shared data, seed 0: Mantel
-# r 0.51 (p 0.0003) in batches of 2048, 0.44 (p 0.0015) in batches of 512; the default
-# recipe (MSE, 0.003) on the same features and sizes gave r 0.26 (p 0.04).
-# Its 10 epochs are those its map was measured with (README, "What the embeddings learned").
+# It is the setting whose State embedding learns the map (docs/decisions.md).
+# Its 10 epochs are those its map was measured with.
 # It keeps the network its map was measured with: one plain MLP of 1000 and 500 units.
 PAPER_RECIPE: dict[str, Any] = {"loss": "mae", "learning_rate": 0.03, "embedding_dropout": 0.0,
                                 "lightgbm_weight": 0.0, "epochs": 10, "ensemble_size": 1,
@@ -32,9 +30,8 @@ class TrainConfig(NetworkConfig):
 
     data_dir: str
     out: str
-    # 8 epochs, not the core's 10, for time: the default backtest in 41 minutes on 2 cores
-    # instead of 44. Its forecast: mean RMSPE 0.0990 against 0.0986 with 10 (better on two
-    # windows, worse on 2014's summer; README, "What the backtest decided").
+    # 8 epochs, not 10, for time: the default backtest within 45 minutes on 2 cores
+    # (docs/decisions.md).
     epochs: int | None = 8
     # Wider than the core's default (800k rows carry more than a 5,000-row table); an ensemble
     # of 4 members keeps an epoch within twice the plain MLP's time on 2 cores.
@@ -45,13 +42,11 @@ class TrainConfig(NetworkConfig):
     # later, as it does for the days one predicts (features.hide_future).
     hide_future: float = 0.5
     weather: bool = True
-    # Google trends off: the backtest's network alone was 0.1130 with them and 0.1097
-    # without (mean RMSPE of 3 windows); on 2014's summer they pushed it 5% too high.
+    # Google trends off: the backtest was worse with them (docs/decisions.md).
     trends: bool = False
     # Share of the boosted half in the log-space forecast: LightGBM fed with the network's
     # learned store factors (boosting.Boosted); 0 is the network alone. 0.65: the middle of
-    # the flat best range (0.6-0.75) of the backtest's mean over its three windows, in two
-    # backtests (README, "What the backtest decided"); 0.5 was set before any backtest.
+    # the backtest's flat best range (docs/decisions.md).
     lightgbm_weight: float = 0.65
     store_factors: int = 8  # principal components of the Store embedding given to LightGBM
     features: str = "full"  # or "paper": the paper's seven features (features.PAPER_FEATURES)
