@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,9 +57,13 @@ def tiny_data(tmp_path: Path) -> Path:
     return tmp_path
 
 
+SHOP_LEVELS = np.random.default_rng(30).permutation(np.linspace(4.0, 6.0, 30))
+
+
 def shop_table(rows: int = 3000, seed: int = 0):
-    """A generated table with planted effects: each shop's level rises with its id, kind "b"
-    sells 35% more, ``x`` adds a slope; ``day`` is a date and ``shop_name`` a label."""
+    """A generated table with planted effects: each shop has its own level (``SHOP_LEVELS``,
+    in no order of the ids, as with real ids), kind "b" sells 35% more, ``x`` adds a slope;
+    ``day`` is a date and ``shop_name`` a label."""
     import numpy as np
     import polars as pl
 
@@ -68,7 +73,7 @@ def shop_table(rows: int = 3000, seed: int = 0):
     x = rng.normal(size=rows)
     days = pl.date_range(pl.date(2020, 1, 1), pl.date(2021, 12, 31), eager=True)
     day = days.gather(rng.integers(0, len(days), rows))
-    level = np.linspace(4.0, 6.0, 30)[shop] + 0.3 * (kind == "b") + 0.2 * x
+    level = SHOP_LEVELS[shop] + 0.3 * (kind == "b") + 0.2 * x
     sales = np.exp(level + rng.normal(scale=0.05, size=rows))
     return pl.DataFrame({"shop": shop, "shop_name": [f"shop-{i:02d}" for i in shop],
                          "day": day, "kind": kind, "x": x, "sales": sales})

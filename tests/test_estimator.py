@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from conftest import shop_table
+from conftest import SHOP_LEVELS, shop_table
 from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -52,8 +52,8 @@ def test_it_learns_the_planted_effects(fitted: EmbeddingRegressor, table: pl.Dat
     shop = fitted.embeddings_["shop"].filter(pl.col("index") > 0)
     vectors = shop.select(pl.col("^dim_.*$")).to_numpy()
     first = np.linalg.svd(vectors - vectors.mean(0))[0][:, 0]
-    ids = shop["value"].cast(pl.Int64).to_numpy()
-    assert abs(np.corrcoef(first, ids)[0, 1]) > 0.8
+    levels = SHOP_LEVELS[shop["value"].cast(pl.Int64).to_numpy()]
+    assert abs(np.corrcoef(first, levels)[0, 1]) > 0.8
 
 
 def test_time_split_holds_out_the_latest_days(fitted: EmbeddingRegressor) -> None:

@@ -14,6 +14,7 @@ log target, in the target's own units, exact under DDP.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import warnings
 from collections.abc import Sequence
@@ -298,18 +299,18 @@ class EntityEmbeddingRegressor(LightningModule):
     def predict_log(
         self, categorical: torch.Tensor, continuous: torch.Tensor, batch_size: int = 65536
     ) -> torch.Tensor:
-        """Log predictions [rows] in eval mode, in chunks of ``batch_size`` rows, on CPU."""
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                chunks = [
-                    self(categorical[i : i + batch_size].to(self.device),
-                         continuous[i : i + batch_size].to(self.device)).cpu()
-                    for i in range(0, len(categorical), batch_size)
-                ]
-        finally:
-            self.train(was_training)
+        """Log predictions [rows] in eval mode, in chunks of ``batch_size`` rows, on CPU.
+
+        Computed in float64 by a copy of the model: in float32 the ensemble's batched matmuls
+        round differently for different numbers of rows, so a row's prediction would depend
+        (by ~1e-7) on which rows it is predicted with."""
+        model = copy.deepcopy(self).eval().double()
+        with torch.inference_mode():
+            chunks = [
+                model(categorical[i : i + batch_size].to(self.device),
+                      continuous[i : i + batch_size].to(self.device, torch.float64)).float().cpu()
+                for i in range(0, len(categorical), batch_size)
+            ]
         return torch.cat(chunks) if chunks else torch.empty(0)
 
 
