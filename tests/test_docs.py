@@ -161,3 +161,26 @@ def test_runnable_blocks(page: Path, tmp_path: Path, request: pytest.FixtureRequ
             (tmp_path / "ml-100k").symlink_to(movielens_dir(), target_is_directory=True)
         seconds += run_block(block, tmp_path)
     print(f"{page.relative_to(ROOT)}: {seconds:.1f} s")
+
+
+FIGURE = re.compile(r"!\[[^\]]*\]\((?P<path>[^)]+\.png)\)", re.S)
+MAX_FIGURE_BYTES = 300_000
+
+
+def test_figures_are_small_used_and_name_their_commit() -> None:
+    """Every figure under docs/images is at most 300 KB and shown on a page, and every figure
+    a page shows has a caption (the lines after it) naming the commit that drew it."""
+    shown = set()
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for match in FIGURE.finditer(text):
+            target = (page.parent / match["path"]).resolve()
+            assert target.is_file(), f"{page.relative_to(ROOT)}: {match['path']} not found"
+            shown.add(target)
+            caption = text[match.end():match.end() + 800]
+            assert "commit" in caption, (
+                f"{page.relative_to(ROOT)}: the caption of {match['path']} names no commit")
+    for image in sorted((DOCS / "images").glob("*.png")):
+        assert image.stat().st_size <= MAX_FIGURE_BYTES, f"{image.name} is over 300 KB"
+        assert image.resolve() in shown, f"{image.name} is on no page"
+
