@@ -139,3 +139,14 @@ def test_integer_codes_are_embedded_and_given_as_numbers_and_the_time_column_is_
     assert "year" in roles.continuous and "year" not in roles.categorical
     assert roles.inputs == ["size", "year", "x"]
     assert roles.expand(frame).get_column("size_number").to_list() == frame["size"].to_list()
+
+
+def test_codes_typed_differently_in_a_later_file_are_the_same_codes() -> None:
+    # A later CSV whose holiday codes are all "0" is read as integers; its stores as text.
+    train = pl.DataFrame({"holiday": ["0", "a", "b", "0"], "store": [1, 2, 3, 1]})
+    preprocessor = Preprocessor(ColumnSpec({"holiday": 3, "store": 3}, [], None, "none"))
+    preprocessor.fit(train)
+    later = pl.DataFrame({"holiday": [0, 0, 1], "store": ["1", "2", "x"]})
+    codes = preprocessor.transform(later).categorical
+    assert codes[:, 0].tolist() == [1, 1, 0]  # "1" was never a holiday code: unknown
+    assert codes[:, 1].tolist() == [1, 2, 0]

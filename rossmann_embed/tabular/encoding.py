@@ -91,11 +91,20 @@ class EncodedTable:
         return self.categorical.shape[0]
 
 
-def _categories(frame: pl.DataFrame, name: str) -> pl.Expr:
+def _categories(frame: pl.DataFrame, name: str, vocabulary: list[Any] | None = None
+                ) -> pl.Expr:
     """A categorical column's values as the vocabulary holds them: dates and times as ISO
-    text, so that vocabularies stay plain data (checkpoints load weights-only)."""
+    text, so that vocabularies stay plain data (checkpoints load weights-only). Against a
+    vocabulary of text, any column is read as text: a later file whose codes all look like
+    numbers ("0", "1") is typed as integers by the CSV reader, yet holds the same codes."""
     column = pl.col(name)
-    return column.cast(pl.String) if frame.schema[name].is_temporal() else column
+    dtype = frame.schema[name]
+    text_vocabulary = bool(vocabulary) and isinstance(vocabulary[0], str)
+    if dtype.is_temporal() or (text_vocabulary and dtype != pl.String):
+        return column.cast(pl.String)
+    if vocabulary and not text_vocabulary and dtype == pl.String:
+        return column.cast(pl.Float64, strict=False)  # numbers typed as text; others unknown
+    return column
 
 
 def training_quantiles(values: np.ndarray) -> list[float]:
@@ -157,7 +166,7 @@ class Preprocessor:
             raise RuntimeError("Preprocessor.transform called before fit")
         _require_columns(frame, [*self.spec.categorical, *self.spec.continuous], source)
         encoded = frame.select(
-            _categories(frame, name)
+            _categories(frame, name, vocab)
             .replace_strict(vocab, list(range(1, len(vocab) + 1)), default=0,
                             return_dtype=pl.Int64)
             .fill_null(0)
