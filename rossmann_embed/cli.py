@@ -18,6 +18,7 @@ from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.feature_groups import FEATURE_GROUPS, FEATURE_SETS, PAPER_FEATURES
 from rossmann_embed.tabular.config import (
     LOGGERS,
+    MONITORS,
     NUMERICAL_EMBEDDINGS,
     TARGET_TRANSFORMS,
     Config,
@@ -80,6 +81,8 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
                         help="bins of the piecewise-linear embedding (training quantiles)")
     parser.add_argument("--numerical-embedding-size", type=int,
                         default=d.numerical_embedding_size)
+    parser.add_argument("--monitor", choices=MONITORS, default=d.monitor,
+                        help="validation score for early stopping and the best checkpoint")
     parser.add_argument("--patience", type=int, default=d.patience,
                         help="epochs without a better validation score before stopping")
     parser.add_argument("--accelerator", default=d.accelerator)

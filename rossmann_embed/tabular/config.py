@@ -33,6 +33,7 @@ TARGET_TRANSFORMS = ("log", "log1p", "none")  # how the model sees the target
 
 LOSSES = ("mse", "mae")
 NUMERICAL_EMBEDDINGS = ("piecewise", "periodic", "none")
+MONITORS = ("val_rmse", "val_rmspe")  # validation metrics in the target's own units
 
 Config = TypeVar("Config", bound="NetworkConfig")
 
@@ -72,6 +73,10 @@ class NetworkConfig:
     # joins the output, as in collaborative filtering; ``mlp`` False leaves only that.
     factorization: list[list[str]] = field(default_factory=list)
     mlp: bool = True
+    # The validation score that early stopping and the best checkpoint follow: RMSE in the
+    # target's own units (what a table of one's own is judged by, whatever the transform the
+    # network learns in); Rossmann follows Kaggle's RMSPE.
+    monitor: str = "val_rmse"
     # Early stopping on validation, in epochs; None: a quarter of the epochs, at least 5.
     # The best epoch's weights are what a run predicts with.
     patience: int | None = None
@@ -92,6 +97,7 @@ class NetworkConfig:
                     "a whole number of at least 1")
         require(self, "numerical_bins", _is_int(self.numerical_bins)
                 and self.numerical_bins >= 2, "a whole number of at least 2")
+        require(self, "monitor", self.monitor in MONITORS, f"one of {', '.join(MONITORS)}")
         require(self, "numerical_embedding", self.numerical_embedding in NUMERICAL_EMBEDDINGS,
                 f"one of {', '.join(NUMERICAL_EMBEDDINGS)}")
         require(self, "seed", _is_int(self.seed) and self.seed >= 0, "a whole number >= 0")

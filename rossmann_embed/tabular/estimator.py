@@ -91,6 +91,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         numerical_embedding: str = DEFAULTS.numerical_embedding,
         numerical_bins: int = DEFAULTS.numerical_bins,
         numerical_embedding_size: int = DEFAULTS.numerical_embedding_size,
+        monitor: str = DEFAULTS.monitor,
         patience: int | None = DEFAULTS.patience,
         accelerator: str = DEFAULTS.accelerator,
         devices: str = DEFAULTS.devices,
@@ -124,6 +125,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         self.numerical_embedding = numerical_embedding
         self.numerical_bins = numerical_bins
         self.numerical_embedding_size = numerical_embedding_size
+        self.monitor = monitor
         self.patience = patience
         self.accelerator = accelerator
         self.devices = devices
@@ -292,7 +294,8 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
             factorization=[list(pair) for pair in self.factorization or []], mlp=self.mlp,
             ensemble_size=self.ensemble_size, numerical_embedding=self.numerical_embedding,
             numerical_bins=self.numerical_bins,
-            numerical_embedding_size=self.numerical_embedding_size, patience=self.patience,
+            numerical_embedding_size=self.numerical_embedding_size, monitor=self.monitor,
+            patience=self.patience,
             accelerator=self.accelerator,
             devices=self.devices, strategy=self.strategy, precision=self.precision,
             logger=self.logger,

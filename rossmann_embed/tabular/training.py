@@ -78,10 +78,12 @@ class EpochTimer(Callback):
         pl_module.log("epoch_seconds", self.end - self.start, sync_dist=True)
 
 
-def monitored_metric(preprocessor: Preprocessor) -> str:
-    """What early stopping and the best checkpoint watch: RMSPE for a log target (Kaggle's
-    score for sales), RMSE in the target's units otherwise."""
-    return "val_rmspe" if preprocessor.spec.target_transform == "log" else "val_rmse"
+def monitored_metric(config: NetworkConfig, preprocessor: Preprocessor) -> str:
+    """What early stopping and the best checkpoint watch: ``config.monitor``, in the target's
+    own units (RMSPE exists only for a log target)."""
+    if config.monitor == "val_rmspe" and preprocessor.spec.target_transform != "log":
+        raise ValueError("monitor 'val_rmspe' needs a log target transform")
+    return config.monitor
 
 
 def train_members(config: NetworkConfig, run_dir: Path, preprocessor: Preprocessor,
@@ -145,7 +147,7 @@ def train_member(config: NetworkConfig, budget: Budget, run_dir: Path, seed: int
         preprocessing={"preprocessor": preprocessor.to_dict(), **(metadata or {})},
     )
     checkpoints = run_dir / "checkpoints" / f"seed-{seed}"
-    monitor = monitored_metric(preprocessor) if validation is not None else None
+    monitor = monitored_metric(config, preprocessor) if validation is not None else None
     all_callbacks: list[Callback] = [EpochTimer(), RandomStates(),
                                      *_checkpoints(checkpoints, monitor)]
     if monitor:
