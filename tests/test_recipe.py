@@ -150,3 +150,14 @@ def test_codes_typed_differently_in_a_later_file_are_the_same_codes() -> None:
     codes = preprocessor.transform(later).categorical
     assert codes[:, 0].tolist() == [1, 1, 0]  # "1" was never a holiday code: unknown
     assert codes[:, 1].tolist() == [1, 2, 0]
+
+
+def test_rows_without_a_time_are_trained_on_not_dropped(tmp_path: Path) -> None:
+    from rossmann_embed.tabular.estimator import EmbeddingRegressor
+
+    rng = np.random.default_rng(0)
+    X = pl.DataFrame({"t": [None, None, *range(98)], "x": rng.normal(size=100)})
+    y = np.exp(1 + 0.1 * X["x"].to_numpy())
+    model = EmbeddingRegressor(time_column="t", epochs=1, hidden_sizes=(4,), ensemble_size=1,
+                               out=str(tmp_path / "run")).fit(X, y)
+    assert model.validation_["rows"] + model.validation_["rows_train"] == 100

@@ -318,7 +318,9 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
                                  f"numbers, got {column.dtype}")
             time = column.to_physical().cast(pl.Float64)
             start, end = time.min(), time.max()
-            held = (time >= end - fraction * (end - start)) if end > start else None
+            # Rows without a time train: a null would drop them from both sides.
+            held = ((time >= end - fraction * (end - start)).fill_null(False)
+                    if end is not None and end > start else None)
             if held is None or held.all():
                 raise ValueError(f"time_column {self.time_column!r} spans too little time to "
                                  "hold out its latest part: use a random split (no "
