@@ -146,7 +146,7 @@ def add_fit_options(parser: argparse.ArgumentParser) -> None:
                         help="share held out for early stopping (0: none)")
     parser.add_argument("--target-transform", choices=["auto", *TARGET_TRANSFORMS],
                         default=d.target_transform,
-                        help="auto: log if every target > 0, log1p if >= 0, else none")
+                        help="auto: log1p for counts (whole numbers >= 0), else none")
     parser.add_argument("--config", type=Path, help="JSON or YAML FitConfig; flags override")
     add_network_options(parser)
 

@@ -38,7 +38,7 @@ def test_columns_are_inferred_and_reported(fitted: EmbeddingRegressor) -> None:
     assert roles.dates == ["day"]
     assert roles.reasons["shop"].startswith("categorical (integer, 30 distinct")
     assert roles.reasons["x"] == "continuous (float)"
-    assert fitted.target_transform_ == "log"  # every target > 0
+    assert fitted.target_transform_ == "none"  # not counts: learned as it is
 
 
 def test_it_learns_the_planted_effects(fitted: EmbeddingRegressor, table: pl.DataFrame) -> None:
@@ -125,7 +125,8 @@ def test_bad_targets_and_options_say_what_to_do(transform: str, target: list, me
 def test_auto_transform_follows_the_target(tmp_path: Path) -> None:
     X = pl.DataFrame({"a": ["x", "y"] * 20})
     zeros = EmbeddingRegressor(epochs=1, hidden_sizes=(4,), validation_fraction=0)
-    assert zeros.fit(X, [0.0, 3.0] * 20).target_transform_ == "log1p"
+    assert zeros.fit(X, [0.0, 3.0] * 20).target_transform_ == "log1p"  # counts
+    assert clone(zeros).fit(X, [0.5, 3.0] * 20).target_transform_ == "none"
     negative = clone(zeros).fit(X, [-1.0, 3.0] * 20)
     assert negative.target_transform_ == "none"
     low, high = negative.y_range_  # the output's bounds hold the targets' span, in their units

@@ -153,8 +153,8 @@ def test_tensorboard_logger_writes_events_beside_the_csv_log(table_file: Path,
           "--logger", "tensorboard", "--epochs", "1", "--hidden-sizes", "8"])
     logs = run / "logs" / "seed-0"
     assert list(logs.glob("events.out.tfevents.*"))
-    assert "val_rmspe" in (logs / "metrics.csv").read_text()
-    assert "val_rmspe" in (run / "metrics.csv").read_text()
+    assert "val_rmse" in (logs / "metrics.csv").read_text()
+    assert "val_rmse" in (run / "metrics.csv").read_text()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "foreign"])

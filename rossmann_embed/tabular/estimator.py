@@ -48,7 +48,8 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
             (strings, booleans and integers with few values are categorical, other numbers
             continuous, dates become calendar parts). ``roles_`` holds the decision.
         target_transform: ``"log"`` (targets > 0; validation reports RMSPE), ``"log1p"``
-            (targets >= 0), ``"none"``, or ``"auto"``: the first of these the target allows.
+            (targets >= 0), ``"none"``, or ``"auto"``: ``log1p`` for counts (whole numbers
+            >= 0), ``none`` otherwise, since the reported score is RMSE in the target's units.
         y_range: ``(lo, hi)`` bounds of the output in the transformed space, ``"auto"`` (the
             training targets' span widened by 10%) or ``None`` (unbounded).
         time_column: with it, the latest ``validation_fraction`` of its span is validation
@@ -395,8 +396,9 @@ def _target_array(y: Any, rows: int) -> np.ndarray:
 
 def _choose_transform(requested: str, target: np.ndarray) -> str:
     lowest = float(target.min()) if len(target) else 1.0
-    if requested == "auto":
-        return "log" if lowest > 0 else "log1p" if lowest >= 0 else "none"
+    if requested == "auto":  # counts are learned on a log scale, anything else as it is
+        counts = lowest >= 0 and bool(np.all(target == np.round(target)))
+        return "log1p" if counts else "none"
     if requested == "log" and lowest <= 0:
         raise ValueError(f"target_transform='log' needs every target > 0, but the smallest "
                          f"is {lowest:g}: use 'log1p' for targets >= 0, or 'none'")
