@@ -20,6 +20,7 @@ from rossmann_embed.tabular.config import (
     LOGGERS,
     MONITORS,
     NUMERICAL_EMBEDDINGS,
+    SCALINGS,
     TARGET_TRANSFORMS,
     Config,
     NetworkConfig,
@@ -81,6 +82,9 @@ def add_network_options(parser: argparse.ArgumentParser) -> None:
                         help="bins of the piecewise-linear embedding (training quantiles)")
     parser.add_argument("--numerical-embedding-size", type=int,
                         default=d.numerical_embedding_size)
+    parser.add_argument("--continuous-scaling", choices=SCALINGS, default=d.continuous_scaling,
+                        help="quantile: through training quantiles onto a normal; standard: "
+                             "mean and standard deviation")
     parser.add_argument("--monitor", choices=MONITORS, default=d.monitor,
                         help="validation score for early stopping and the best checkpoint")
     parser.add_argument("--patience", type=int, default=d.patience,

@@ -82,7 +82,7 @@ def prepare(config: TrainConfig, table: FeatureTable | None = None
                             f"on: {', '.join(spec.categorical)}", value=unknown[0])
     report = {**table.report, **counts, "rows_fit": train.height,
               "rows_validation": validation.height}
-    preprocessor = Preprocessor(spec).fit(train)
+    preprocessor = Preprocessor(spec, scaling=config.continuous_scaling).fit(train)
     return train, validation, preprocessor, report
 
 

@@ -34,6 +34,7 @@ TARGET_TRANSFORMS = ("log", "log1p", "none")  # how the model sees the target
 LOSSES = ("mse", "mae")
 NUMERICAL_EMBEDDINGS = ("piecewise", "periodic", "none")
 MONITORS = ("val_rmse", "val_rmspe")  # validation metrics in the target's own units
+SCALINGS = ("quantile", "standard")  # how continuous columns are scaled (encoding.Preprocessor)
 
 Config = TypeVar("Config", bound="NetworkConfig")
 
@@ -67,6 +68,9 @@ class NetworkConfig:
     # Continuous columns embedded piecewise-linearly (bins: training quantiles), periodically
     # (RealMLP's PBLD), or fed as one number each ("none").
     numerical_embedding: str = "piecewise"
+    # Continuous columns scaled through their training quantiles onto a normal (robust to
+    # outliers and skew) or by mean and standard deviation ("standard").
+    continuous_scaling: str = "quantile"
     numerical_bins: int = 48
     numerical_embedding_size: int = 16
     # Column pairs whose embeddings' dot product (plus a bias per category and a global bias)
@@ -98,6 +102,8 @@ class NetworkConfig:
         require(self, "numerical_bins", _is_int(self.numerical_bins)
                 and self.numerical_bins >= 2, "a whole number of at least 2")
         require(self, "monitor", self.monitor in MONITORS, f"one of {', '.join(MONITORS)}")
+        require(self, "continuous_scaling", self.continuous_scaling in SCALINGS,
+                f"one of {', '.join(SCALINGS)}")
         require(self, "numerical_embedding", self.numerical_embedding in NUMERICAL_EMBEDDINGS,
                 f"one of {', '.join(NUMERICAL_EMBEDDINGS)}")
         require(self, "seed", _is_int(self.seed) and self.seed >= 0, "a whole number >= 0")

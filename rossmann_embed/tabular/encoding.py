@@ -21,7 +21,7 @@ import polars as pl
 import torch
 from scipy.special import ndtri
 
-from rossmann_embed.tabular.config import TARGET_TRANSFORMS
+from rossmann_embed.tabular.config import SCALINGS, TARGET_TRANSFORMS
 from rossmann_embed.tabular.errors import InputError
 
 MAX_QUANTILES, MIN_QUANTILES, ROWS_PER_QUANTILE = 1000, 10, 30  # TabM's choice of n_quantiles
@@ -137,11 +137,16 @@ def quantile_normal(values: np.ndarray, quantiles: list[float]) -> np.ndarray:
 
 @dataclass
 class Preprocessor:
-    """Category vocabularies (index 0 reserved for unknown) and continuous quantiles."""
+    """Category vocabularies (index 0 reserved for unknown) and the continuous columns'
+    scaling: ``"quantile"`` (training quantiles onto a normal, ``quantile_normal``) or
+    ``"standard"`` (training mean and standard deviation; missing values take the mean)."""
 
     spec: ColumnSpec
     vocabularies: dict[str, list[Any]] = field(default_factory=dict)
     quantiles: dict[str, list[float]] = field(default_factory=dict)
+    scaling: str = "quantile"
+    means: dict[str, float] = field(default_factory=dict)
+    stds: dict[str, float] = field(default_factory=dict)
 
     @property
     def cardinalities(self) -> dict[str, int]:
@@ -156,8 +161,24 @@ class Preprocessor:
             .sort().to_list()
             for name in self.spec.categorical
         }
-        self.quantiles = {c: training_quantiles(_numbers(frame, c)) for c in self.spec.continuous}
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, got {self.scaling!r}")
+        columns = {c: _numbers(frame, c) for c in self.spec.continuous}
+        if self.scaling == "quantile":
+            self.quantiles = {c: training_quantiles(v) for c, v in columns.items()}
+        else:
+            finite = {c: v[np.isfinite(v)] for c, v in columns.items()}
+            self.means = {c: float(v.mean()) if len(v) else 0.0 for c, v in finite.items()}
+            self.stds = {c: float(v.std(ddof=1)) if len(v) > 1 and v.std() > 0 else 1.0
+                         for c, v in finite.items()}
         return self
+
+    def scale(self, values: np.ndarray, column: str) -> np.ndarray:
+        """One continuous column's values as the network sees them."""
+        if self.scaling == "quantile":
+            return quantile_normal(values, self.quantiles[column])
+        mean = self.means[column]
+        return (np.where(np.isfinite(values), values, mean) - mean) / self.stds[column]
 
     def transform(self, frame: pl.DataFrame, source: str = "input frame") -> EncodedTable:
         """Encode ``frame``: unknown or missing categories -> 0, continuous values through
@@ -176,8 +197,7 @@ class Preprocessor:
         categorical = torch.from_numpy(
             encoded.to_numpy().astype(np.int64)
         ).reshape(len(frame), len(self.vocabularies))
-        columns = [quantile_normal(_numbers(frame, c), self.quantiles[c])
-                   for c in self.spec.continuous]
+        columns = [self.scale(_numbers(frame, c), c) for c in self.spec.continuous]
         continuous = torch.from_numpy(
             np.stack(columns, axis=1).astype(np.float32) if columns
             else np.zeros((len(frame), 0), np.float32))
@@ -197,6 +217,9 @@ class Preprocessor:
             "spec": self.spec.to_dict(),
             "vocabularies": {k: list(vocab) for k, vocab in self.vocabularies.items()},
             "quantiles": {c: list(q) for c, q in self.quantiles.items()},
+            "scaling": self.scaling,
+            "means": dict(self.means),
+            "stds": dict(self.stds),
         }
 
     @classmethod
@@ -205,6 +228,7 @@ class Preprocessor:
             ColumnSpec.from_dict(data["spec"]),
             {k: list(v) for k, v in data["vocabularies"].items()},
             {c: list(q) for c, q in data["quantiles"].items()},
+            data["scaling"], dict(data["means"]), dict(data["stds"]),
         )
 
 

@@ -38,6 +38,7 @@ DEFAULTS = NetworkConfig()  # the estimator's defaults are the config's, stated 
 ESTIMATOR_FILE = "estimator.json"
 TARGET = "__target__"  # the target's column inside the model's frames
 Y_RANGE_MARGIN = 0.1  # auto y_range: the training targets' span, widened by 10% each side
+# (not below 0 for targets that are never negative)
 
 
 class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
@@ -92,6 +93,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         numerical_embedding: str = DEFAULTS.numerical_embedding,
         numerical_bins: int = DEFAULTS.numerical_bins,
         numerical_embedding_size: int = DEFAULTS.numerical_embedding_size,
+        continuous_scaling: str = DEFAULTS.continuous_scaling,
         monitor: str = DEFAULTS.monitor,
         patience: int | None = DEFAULTS.patience,
         accelerator: str = DEFAULTS.accelerator,
@@ -126,6 +128,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         self.numerical_embedding = numerical_embedding
         self.numerical_bins = numerical_bins
         self.numerical_embedding_size = numerical_embedding_size
+        self.continuous_scaling = continuous_scaling
         self.monitor = monitor
         self.patience = patience
         self.accelerator = accelerator
@@ -153,7 +156,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         spec = ColumnSpec(
             {c: train.get_column(c).n_unique() for c in self.roles_.categorical},
             list(self.roles_.continuous), TARGET, self.target_transform_)
-        preprocessor = Preprocessor(spec).fit(train)
+        preprocessor = Preprocessor(spec, scaling=config.continuous_scaling).fit(train)
         transformed = forward_target(train.get_column(TARGET).to_numpy(), spec.target_transform)
         self.y_range_ = _y_range(self.y_range, transformed)
         run_dir = Path(self.out) if self.out else Path(tempfile.mkdtemp(prefix="embreg-"))
@@ -295,7 +298,8 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
             factorization=[list(pair) for pair in self.factorization or []], mlp=self.mlp,
             ensemble_size=self.ensemble_size, numerical_embedding=self.numerical_embedding,
             numerical_bins=self.numerical_bins,
-            numerical_embedding_size=self.numerical_embedding_size, monitor=self.monitor,
+            numerical_embedding_size=self.numerical_embedding_size,
+            continuous_scaling=self.continuous_scaling, monitor=self.monitor,
             patience=self.patience,
             accelerator=self.accelerator,
             devices=self.devices, strategy=self.strategy, precision=self.precision,
@@ -416,7 +420,8 @@ def _y_range(requested: Any, transformed: np.ndarray) -> tuple[float, float] | N
             raise ValueError(f"y_range must be 'auto', None or (low, high), got {requested!r}")
         low, high = float(transformed.min()), float(transformed.max())
         margin = Y_RANGE_MARGIN * (high - low) or 1.0
-        return (low - margin, high + margin)
+        # A target that is never negative is not predicted negative either.
+        return (low - margin if low < 0 else max(0.0, low - margin), high + margin)
     low, high = (float(v) for v in requested)
     if not low < high:
         raise ValueError(f"y_range must be (low, high) with low < high, got {requested!r}")
