@@ -38,7 +38,6 @@ DEFAULTS = NetworkConfig()  # the estimator's defaults are the config's, stated 
 ESTIMATOR_FILE = "estimator.json"
 TARGET = "__target__"  # the target's column inside the model's frames
 Y_RANGE_MARGIN = 0.1  # auto y_range: the training targets' span, widened by 10% each side
-# (not below 0 for targets that are never negative)
 
 
 class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
@@ -420,8 +419,7 @@ def _y_range(requested: Any, transformed: np.ndarray) -> tuple[float, float] | N
             raise ValueError(f"y_range must be 'auto', None or (low, high), got {requested!r}")
         low, high = float(transformed.min()), float(transformed.max())
         margin = Y_RANGE_MARGIN * (high - low) or 1.0
-        # A target that is never negative is not predicted negative either.
-        return (low - margin if low < 0 else max(0.0, low - margin), high + margin)
+        return (low - margin, high + margin)
     low, high = (float(v) for v in requested)
     if not low < high:
         raise ValueError(f"y_range must be (low, high) with low < high, got {requested!r}")
