@@ -27,7 +27,7 @@ from rossmann_embed.tabular.config import (
     OptionError,
     read_settings,
 )
-from rossmann_embed.tabular.errors import InputError, first_line
+from rossmann_embed.tabular.errors import InputError, TrainingFailed, first_line
 from rossmann_embed.tabular.workflow import FitConfig
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
@@ -220,13 +220,12 @@ def run_fit(args: argparse.Namespace) -> None:
 
 @command
 def run_predict(args: argparse.Namespace) -> None:
+    from rossmann_embed.tabular.estimator import describe_filled
     from rossmann_embed.tabular.workflow import predict_table
 
     report = predict_table(args.run, args.table, args.out)
-    for column, rows in report["unknown_categories"].items():
-        if rows:
-            print(f"note: {rows:,} rows have a {column} value the model never saw (encoded as "
-                  "unknown)")
+    for note in describe_filled(report, report["fill"]):
+        print(f"note: {note}")
     print(f"{report['rows']:,} rows with a prediction column written to {args.out}")
 
 
@@ -521,6 +520,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except InputError as error:
         print(f"rossmann-embed: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except TrainingFailed as error:
+        print(f"rossmann-embed: error: {error}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("rossmann-embed: interrupted", file=sys.stderr)
         sys.exit(130)

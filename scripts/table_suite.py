@@ -56,6 +56,8 @@ from typing import Any, NoReturn
 import numpy as np
 import polars as pl
 
+from rossmann_embed.tabular.files import write_json, write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("fit", "lightgbm", "catboost", "ridge", "realmlp")
 GBDTS = ("lightgbm", "catboost")
@@ -560,18 +562,11 @@ def _cell(result: dict[str, Any] | None) -> str:
     return f"{result['rmse']:.4g} ({result.get('seconds', 0):.0f} s)"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then replace ``path`` with it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_results(out: Path, results: dict[str, Any]) -> None:
     """DIR/table_suite.json and DIR/table_suite.md, each replaced atomically."""
     summarize(results)
-    write_atomic(out / JSON_NAME, json.dumps(results, indent=2) + "\n")
-    write_atomic(out / MD_NAME, markdown(results))
+    write_json(out / JSON_NAME, results)
+    write_text(out / MD_NAME, markdown(results))
 
 
 def load_results(out: Path) -> dict[str, Any]:

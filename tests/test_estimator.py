@@ -14,7 +14,8 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import check_estimator
 
-from rossmann_embed.tabular.estimator import EmbeddingRegressor
+from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.estimator import EmbeddingRegressor, FilledValuesWarning
 
 FAST = {"epochs": 8, "hidden_sizes": (32,), "batch_size": 128, "learning_rate": 0.01}
 
@@ -74,7 +75,24 @@ def test_embeddings_transform_and_unknown_categories(fitted: EmbeddingRegressor,
     unseen = X.head(10).with_columns(shop=pl.col("shop") + 100, kind=pl.lit(None, pl.String))
     counts = fitted.unknown_categories(unseen)
     assert counts["shop"] == 10 and counts["kind"] == 10
-    assert np.isfinite(fitted.predict(unseen)).all()
+    with pytest.warns(FilledValuesWarning, match="10 rows have a shop value the model never"):
+        assert np.isfinite(fitted.predict(unseen)).all()
+
+
+def test_missing_numbers_are_counted_and_infinity_refused(fitted: EmbeddingRegressor,
+                                                         table: pl.DataFrame) -> None:
+    X = table.drop("sales", "shop_name").head(20)
+    gaps = X.with_columns(x=pl.when(pl.int_range(20) < 3).then(None).when(pl.int_range(20) == 9)
+                          .then(float("nan")).otherwise("x"))
+    assert fitted.filled_values(gaps) == {"unknown_categories": {},
+                                          "missing_numbers": {"x": 4}}
+    with pytest.warns(FilledValuesWarning, match="4 rows have no x value"):
+        assert np.isfinite(fitted.predict(gaps)).all()
+    infinite = X.with_columns(x=pl.when(pl.int_range(20) == 4).then(float("-inf")).otherwise("x"))
+    with pytest.raises(InputError, match="X row 4, column 'x': got -inf, expected a number"):
+        fitted.predict(infinite)
+    with pytest.raises(InputError, match="X row 4, column 'x'"):
+        clone(fitted).set_params(epochs=1).fit(infinite, np.ones(20))
 
 
 def test_save_and_load_give_the_same_predictions(fitted: EmbeddingRegressor, table: pl.DataFrame,

@@ -94,7 +94,7 @@ def test_bad_tables_are_one_line_and_exit_2(change, message: str, tmp_path: Path
 @pytest.mark.parametrize(("name", "content", "message"), [
     ("latin.csv", "a,b\n\xe9t\xe9,1\n".encode("latin-1"), "expected a readable UTF-8 CSV file"),
     ("table.txt", b"a,b\n1,2\n", "got '.txt', expected a file ending in .csv or .parquet"),
-    ("fake.parquet", b"a,b\n1,2\n", "expected a readable parquet file"),
+    ("fake.parquet", b"a,b\n1,2\n", "got 'text', expected a parquet file, as the name says"),
 ])
 def test_unreadable_files_are_one_line(name: str, content: bytes, message: str, tmp_path: Path,
                                        capsys: pytest.CaptureFixture) -> None:
@@ -194,3 +194,90 @@ def test_a_date_column_taken_as_categorical_trains_and_predicts(tmp_path: Path,
     out = capsys.readouterr().out
     assert "note: 50 rows have a day value the model never saw" in out  # three years on
     assert pl.read_csv(tmp_path / "predicted.csv").height == 50
+
+
+def _fail(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """Status and stderr of a command that must stop."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return stopped.value.code, err
+
+
+def test_infinity_in_a_continuous_column_is_an_input_error(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    table = shop_table(400).with_columns(
+        x=pl.when(pl.int_range(pl.len()).is_in([5, 40])).then(float("inf")).otherwise("x"))
+    table.write_csv(tmp_path / "inf.csv")
+    status, err = _fail(["fit", "--table", str(tmp_path / "inf.csv"), "--target", "sales",
+                         "--out", str(tmp_path / "run"), *FAST], capsys)
+    assert status == 2
+    assert "inf.csv line 7, column 'x': got inf, expected a number" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_that_trained_to_nan_is_never_a_success(table_file: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    status, err = _fail(["fit", "--table", str(table_file), "--target", "sales", "--out",
+                         str(run), "--epochs", "2", "--hidden-sizes", "32", "--lr", "1e30"],
+                        capsys)
+    assert status == 1 and "training diverged" in err and "--lr" in err
+    assert not list(run.rglob("*.ckpt")) and not (run / "validation.json").exists()
+    assert not (run / "estimator.json").exists()
+
+
+def test_every_json_of_a_run_is_strict(fit_run: Path) -> None:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    for path in fit_run.rglob("*.json"):
+        json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_text_in_a_continuous_column_at_predict_is_an_input_error(
+        fit_run: Path, table_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    new = pl.read_csv(table_file).head(30).drop("sales").with_columns(
+        x=pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("abc"))
+        .otherwise(pl.col("x").cast(pl.String)))
+    new.write_csv(tmp_path / "text.csv")
+    status, err = _fail(["predict", "--run", str(fit_run), "--table", str(tmp_path / "text.csv"),
+                         "--out", str(tmp_path / "p.csv")], capsys)
+    assert status == 2 and "text.csv line 9, column 'x': got 'abc', expected a number" in err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_blank_and_nan_numbers_at_predict_are_counted(fit_run: Path, table_file: Path,
+                                                      tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    index = pl.int_range(pl.len())
+    new = pl.read_csv(table_file).head(100).drop("sales").with_columns(
+        x=pl.when(index < 6).then(None).when(index == 50).then(float("nan")).otherwise("x"))
+    new.write_csv(tmp_path / "blank.csv")
+    capsys.readouterr()
+    main(["predict", "--run", str(fit_run), "--table", str(tmp_path / "blank.csv"),
+          "--out", str(tmp_path / "p.csv")])
+    assert "note: 7 rows have no x value (blank or NaN: they take the training median)" in \
+        capsys.readouterr().out
+    assert pl.read_csv(tmp_path / "p.csv")["prediction"].is_finite().all()
+
+
+@pytest.mark.parametrize(("content", "kind"), [
+    (None, "got 'a parquet file', expected CSV text"),
+    (b"PK\x03\x04" + b"\x00" * 40, "got 'a zip archive"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "got 'a PNG image'"),
+])
+def test_a_file_that_is_not_what_its_name_says(content: bytes | None, kind: str,
+                                               fit_run: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "table.csv"
+    if content is None:
+        shop_table(20).write_parquet(path)
+    else:
+        path.write_bytes(content)
+    for argv in (["fit", "--target", "sales", "--out", str(tmp_path / "run")],
+                 ["predict", "--run", str(fit_run), "--out", str(tmp_path / "p.csv")]):
+        status, err = _fail([*argv, "--table", str(path)], capsys)
+        assert status == 2 and kind in err and "table.csv" in err

@@ -158,6 +158,12 @@ def _stack_rows(data: RossmannData, target: pl.DataFrame | None) -> tuple[pl.Dat
     test = data.test.with_columns(Set=pl.lit("test"), Sales=pl.lit(None, pl.Int64))
     report = {"rows_train": data.train.height, "rows_test": data.test.height}
     report["test_open_blank_as_open"] = data.test.get_column("Open").null_count()
+    # Blanks filled later, counted here: distance as the farthest, weather by the scaling.
+    report["stores_competition_distance_blank"] = (
+        data.stores.get_column("CompetitionDistance").null_count())
+    if data.weather is not None:
+        report["weather_state_days_with_a_blank"] = data.weather.select(
+            pl.any_horizontal(pl.col(WEATHER_COLUMNS).is_null()).sum()).item()
     parts = [train, test]
     if target is not None:
         keys = target.select("Store", "Date")

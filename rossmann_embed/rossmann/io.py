@@ -14,7 +14,9 @@ from typing import Any
 import polars as pl
 
 from rossmann_embed.rossmann.geography import german_states
+from rossmann_embed.tabular.encoding import NUMBER_RULE
 from rossmann_embed.tabular.errors import InputError, first_line
+from rossmann_embed.tabular.tables import check_kind
 
 HELP = "see data/README.md for where to get the Rossmann files"
 STATE_HOLIDAYS = ["0", "a", "b", "c"]
@@ -168,6 +170,8 @@ def read_table(path: Path, schema_name: str, separator: str = ",") -> pl.DataFra
         table = raw.select(_parse(raw.get_column(c), spec, str(path)) for c, spec in schema.items())
     if table.is_empty():
         raise InputError.at(str(path), "at least one data row below the header")
+    table = table.with_columns(_finite(table.get_column(c), str(path))
+                               for c, spec in schema.items() if spec.kind == "float")
     for column, spec in schema.items():
         _validate(table.get_column(column), spec, str(path))
     check_unique(table, KEYS[schema_name], str(path))
@@ -188,11 +192,12 @@ def read_csv(path: Path, **options: Any) -> pl.DataFrame:
 
 
 def check_utf8(path: Path) -> None:
-    """An ``InputError`` for an empty file, or naming the first line that is not UTF-8 text
-    (Kaggle's files are)."""
+    """An ``InputError`` for an empty file, one whose bytes are no text (a parquet file, an
+    archive), or naming the first line that is not UTF-8 text (Kaggle's files are)."""
     data = path.read_bytes()
     if not data.strip():
         raise InputError.at(str(path), "a header and data rows (the file is empty)")
+    check_kind(path, "text")
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -234,7 +239,7 @@ def read_trends(folder: Path) -> pl.DataFrame | None:
                                 line=1, value=",".join(raw.columns))
         week, value = raw.columns[:2]
         start = _parse(raw.get_column(week).str.slice(0, 10), Column("date"), str(path))
-        trend = _parse(raw.get_column(value), Column("float"), str(path))
+        trend = _finite(_parse(raw.get_column(value), Column("float"), str(path)), str(path))
         for series, kind in ((start, "date"), (trend, "float")):
             _validate(series, Column(kind), str(path))
         frames.append(pl.DataFrame({"State": code, "WeekStart": start, "Trend": trend}))
@@ -255,6 +260,12 @@ def _parse(raw: pl.Series, spec: Column, file: str) -> pl.Series:
         parsed = text.cast(DTYPES[spec.kind], strict=False)
     _fail_first(raw, raw.is_not_null() & parsed.is_null(), file, EXPECTED[spec.kind])
     return parsed.alias(raw.name)
+
+
+def _finite(numbers: pl.Series, file: str) -> pl.Series:
+    """The one rule for numbers: NaN spelled out is a blank (missing), infinity an error."""
+    _fail_first(numbers, numbers.is_infinite(), file, NUMBER_RULE)
+    return numbers.fill_nan(None)
 
 
 def _validate(parsed: pl.Series, spec: Column, file: str) -> None:

@@ -36,7 +36,6 @@ files are written for every embedding.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -60,7 +59,7 @@ from rossmann_embed.tabular.export import (
     vectors_of,
     write_factor_tables,
 )
-from rossmann_embed.tabular.files import write_text
+from rossmann_embed.tabular.files import write_json, write_text
 from rossmann_embed.tabular.plots import (
     plot_factor_scatter,
     plot_geography_alignment,
@@ -373,8 +372,7 @@ def write_maps(
                                                seed)
         if len(members) > 1:
             geography["member_shown"] = shown
-        paths.append(write_text(out_dir / "geography.json", json.dumps(geography, indent=2)
-                                + "\n"))  # fmt: skip
+        paths.append(write_json(out_dir / "geography.json", geography))
         names = known_rows(tables["State"]).select(pl.coalesce("name", "value"))
         paths += _geography_figures(ensemble, geography, names.to_series(), reference is None,
                                     figures)

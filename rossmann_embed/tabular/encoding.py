@@ -173,6 +173,11 @@ class Preprocessor:
                          for c, v in finite.items()}
         return self
 
+    @property
+    def fill(self) -> str:
+        """What a missing continuous value becomes: the training median or mean."""
+        return "median" if self.scaling == "quantile" else "mean"
+
     def scale(self, values: np.ndarray, column: str) -> np.ndarray:
         """One continuous column's values as the network sees them."""
         if self.scaling == "quantile":
@@ -230,6 +235,33 @@ class Preprocessor:
             {c: list(q) for c, q in data["quantiles"].items()},
             data["scaling"], dict(data["means"]), dict(data["stds"]),
         )
+
+
+NUMBER_RULE = "a number (a blank or NaN counts as missing; infinity does not)"
+
+
+def check_numbers(frame: pl.DataFrame, columns: list[str], source: str, *,
+                  first_line: int | None = None) -> None:
+    """Each of ``columns`` holds numbers, blanks or NaN (the last two are missing values, which
+    the scaling fills). Text that is not a number, or an infinite value, is an ``InputError``
+    naming the file's line (``first_line`` is row 0's) or else the frame's row, the column
+    and the value: infinity is no measurement but a division by zero upstream."""
+    for column in columns:
+        values = frame.get_column(column)
+        numbers = values.cast(pl.Float64, strict=False)
+        bad = (values.is_not_null() & numbers.is_null()) | numbers.is_infinite()
+        if bad.any():
+            row = int(bad.arg_true()[0])
+            where = {"line": row + first_line} if first_line is not None else {"row": row}
+            raise InputError.at(source, NUMBER_RULE, column=column, value=values[row], **where)
+
+
+def missing_numbers(frame: pl.DataFrame, columns: list[str]) -> dict[str, int]:
+    """Per column of ``columns``, the rows whose value is blank or NaN (filled by the scaling)."""
+    counts = frame.select(
+        (pl.col(c).is_null() | pl.col(c).cast(pl.Float64, strict=False).is_nan().fill_null(False))
+        .sum().alias(c) for c in columns)
+    return {c: int(counts.item(0, c)) for c in columns} if columns else {}
 
 
 def _require_columns(frame: pl.DataFrame, columns: list[str], source: str) -> None:

@@ -18,21 +18,30 @@ class InputError(ValueError):
         expected: str,
         *,
         line: int | None = None,
+        row: int | None = None,
         column: str | None = None,
         value: Any = None,
         hint: str = "",
     ) -> InputError:
-        """Build ``train.csv line 12, column 'Date': got '2015-13-01', expected ...``."""
+        """Build ``train.csv line 12, column 'Date': got '2015-13-01', expected ...``: a
+        file's ``line`` (1 is the header), or a frame's ``row`` (0-based, as in polars)."""
         where = str(file)
         if line is not None:
             where += f" line {line}"
+        elif row is not None:
+            where += f" row {row}"
         if column is not None:
-            where += f"{',' if line is not None else ''} column '{column}'"
+            where += f"{',' if line is not None or row is not None else ''} column '{column}'"
         got = f": got {value!r}," if value is not None else ":"
         message = f"{where}{got} expected {expected}"
         if hint:
             message += f" ({hint})"
         return cls(message)
+
+
+class TrainingFailed(RuntimeError):
+    """Training ended without a usable model (a loss or weights that are not finite): the
+    message says what happened and what to try. The CLI prints it as one line, status 1."""
 
 
 def first_line(error: BaseException) -> str:

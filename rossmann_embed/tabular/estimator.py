@@ -15,6 +15,7 @@ import json
 import logging
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,13 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from rossmann_embed.tabular.columns import ColumnRoles, infer_roles
 from rossmann_embed.tabular.config import TARGET_TRANSFORMS, NetworkConfig, per_layer_dropout
-from rossmann_embed.tabular.encoding import ColumnSpec, Preprocessor, forward_target
+from rossmann_embed.tabular.encoding import (
+    ColumnSpec,
+    Preprocessor,
+    check_numbers,
+    forward_target,
+    missing_numbers,
+)
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.frames import to_frame
 from rossmann_embed.tabular.metrics import mae, rmse, rmspe
@@ -38,6 +45,10 @@ DEFAULTS = NetworkConfig()  # the estimator's defaults are the config's, stated 
 ESTIMATOR_FILE = "estimator.json"
 TARGET = "__target__"  # the target's column inside the model's frames
 Y_RANGE_MARGIN = 0.1  # auto y_range: the training targets' span, widened by 10% each side
+
+
+class FilledValuesWarning(UserWarning):
+    """``predict`` filled in values: unseen or missing categories, missing numbers."""
 
 
 class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
@@ -149,6 +160,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         self.roles_ = infer_roles(frame, categorical=self.categorical,
                                   continuous=self.continuous, source="X",
                                   time_column=self.time_column)
+        check_numbers(frame, self._continuous_inputs(frame), "X")
         self.target_transform_ = _choose_transform(self.target_transform, target)
         rows = self.roles_.expand(frame).with_columns(pl.Series(TARGET, target))
         train, validation = self._split(frame, rows)
@@ -175,9 +187,25 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predictions in the target's units: the members' mean in the transformed space."""
+        """Predictions in the target's units: the members' mean in the transformed space. A
+        warning counts the values filled in (``filled_values``)."""
         frame = self._model_frame(X)
+        notes = describe_filled(self.filled_values(frame), self.run_.preprocessor.fill)
+        if notes:
+            warnings.warn(f"{type(self).__name__}.predict: {'; '.join(notes)}",
+                          FilledValuesWarning, stacklevel=2)
         return self.run_.predict(frame, "X")
+
+    def filled_values(self, X: Any) -> dict[str, dict[str, int]]:
+        """What prediction fills in, per column, non-zero counts only: ``unknown_categories``
+        (values not seen in training, or missing: they take the embedding's unknown row) and
+        ``missing_numbers`` (blank or NaN continuous values: they take the training median,
+        or the mean under ``continuous_scaling="standard"``)."""
+        frame = X if _is_model_frame(X, self.roles_) else self._model_frame(X)
+        unknown = self.unknown_categories(frame)
+        missing = missing_numbers(frame, list(self.run_.preprocessor.spec.continuous))
+        return {"unknown_categories": {c: n for c, n in unknown.items() if n},
+                "missing_numbers": {c: n for c, n in missing.items() if n}}
 
     def transform(self, X: Any) -> np.ndarray:
         """The learned embedding features: each categorical input (date parts included)
@@ -196,7 +224,8 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         preprocessor = self.run_.preprocessor
         # Index 0 is the unknown row: counted from the encoding itself, so that a value is
         # "unknown" here exactly when the model treats it so (dates, casts and all).
-        codes = preprocessor.transform(self._model_frame(X)).categorical
+        frame = X if _is_model_frame(X, self.roles_) else self._model_frame(X)
+        codes = preprocessor.transform(frame).categorical
         unknown = (codes == 0).sum(dim=0).tolist()
         return {c: int(n) for c, n in zip(preprocessor.vocabularies, unknown, strict=True)}
 
@@ -342,7 +371,12 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         missing = [c for c in self.roles_.inputs if c not in frame.columns]
         if missing:
             raise ValueError(f"X is missing the columns {missing} the model was fitted with")
+        check_numbers(frame, self._continuous_inputs(frame), "X")
         return self.roles_.expand(frame)
+
+    def _continuous_inputs(self, frame: pl.DataFrame) -> list[str]:
+        """The continuous columns of ``frame`` as given (not those derived from dates)."""
+        return [c for c in self.roles_.continuous if c in frame.columns]
 
     def _scores(self, validation: pl.DataFrame) -> dict[str, float]:
         actual = validation.get_column(TARGET).to_numpy()
@@ -361,6 +395,21 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
             "y_range": list(self.y_range_) if self.y_range_ else None,
             "validation": self.validation_,
         })
+
+
+def describe_filled(filled: dict[str, dict[str, int]], fill: str) -> list[str]:
+    """One phrase per column of ``EmbeddingRegressor.filled_values``, for a user to read."""
+    unknown = [f"{n:,} rows have a {c} value the model never saw (they take the unknown "
+               "embedding)" for c, n in filled.get("unknown_categories", {}).items()]
+    missing = [f"{n:,} rows have no {c} value (blank or NaN: they take the training {fill})"
+               for c, n in filled.get("missing_numbers", {}).items()]
+    return unknown + missing
+
+
+def _is_model_frame(X: Any, roles: ColumnRoles) -> bool:
+    """Whether ``X`` is already expanded (dates into their parts) for the model."""
+    return isinstance(X, pl.DataFrame) and all(
+        c in X.columns for c in [*roles.categorical, *roles.continuous])
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import uuid
 from collections.abc import Callable
@@ -35,8 +36,21 @@ def write_text(path: Path, text: str) -> Path:
 
 
 def write_json(path: Path, data: Any) -> Path:
-    """Write indented JSON atomically (dates and paths as strings)."""
-    return write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+    """Write indented, strict JSON atomically: dates and paths as strings, a figure that is
+    not finite (NaN, infinity) as ``null``, which every JSON reader takes."""
+    return write_text(path, json.dumps(strict_json(data), indent=2, default=str,
+                                       allow_nan=False) + "\n")
+
+
+def strict_json(data: Any) -> Any:
+    """``data`` with every float that is not finite replaced by None, at any depth."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: strict_json(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict_json(value) for value in data]
+    return data
 
 
 def write_csv(frame: pl.DataFrame, path: Path) -> Path:

@@ -10,6 +10,44 @@ from rossmann_embed.tabular.errors import InputError, first_line
 from rossmann_embed.tabular.files import write_csv, write_parquet
 
 SUFFIXES = (".csv", ".parquet")
+# The first bytes of kinds of file that turn up named .csv: what to call them.
+SIGNATURES = {
+    b"PAR1": "a parquet file",
+    b"PK\x03\x04": "a zip archive (an .xlsx workbook is one)",
+    b"\xd0\xcf\x11\xe0": "an old Office document (.xls?)",
+    b"\x1f\x8b": "a gzip archive",
+    b"BZh": "a bzip2 archive",
+    b"\x28\xb5\x2f\xfd": "a zstd archive",
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"%PDF": "a PDF document",
+    b"SQLite format 3": "an SQLite database",
+    b"ARROW1": "an Arrow IPC file",
+}
+SNIFF_BYTES = 8192
+
+
+def file_kind(path: Path) -> str:
+    """What a file's first bytes say it is: a known kind (``SIGNATURES``), "binary data" (NUL
+    bytes, which no UTF-8 CSV holds), or "text"."""
+    with open(path, "rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    for signature, kind in SIGNATURES.items():
+        if head.startswith(signature):
+            return kind
+    return "binary data" if b"\x00" in head else "text"
+
+
+def check_kind(path: Path, expected: str) -> None:
+    """An ``InputError`` when the bytes of ``path`` are not what its name says: ``expected``
+    is "text" for a CSV or "a parquet file"."""
+    kind = file_kind(path)
+    if kind != expected:
+        wanted = "CSV text" if expected == "text" else expected
+        hint = {"text": "a CSV: rename it to .csv", "a parquet file": "rename it to .parquet"}
+        raise InputError.at(str(path), f"{wanted}, as the name says", value=kind,
+                            hint=hint.get(kind, "export the table as CSV or parquet"))
 
 
 def read_table(path: str | Path) -> pl.DataFrame:
@@ -22,6 +60,8 @@ def read_table(path: str | Path) -> pl.DataFrame:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise InputError.at(str(path), "a file ending in .csv or .parquet", value=path.suffix)
+    if path.stat().st_size:  # an empty file is said to be empty below
+        check_kind(path, "a parquet file" if suffix == ".parquet" else "text")
     try:
         if suffix == ".parquet":
             frame = pl.read_parquet(path)

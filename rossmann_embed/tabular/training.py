@@ -13,6 +13,7 @@ dataset needs) travels in its hyperparameters as plain data, and loads weights-o
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 import warnings
@@ -29,6 +30,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from rossmann_embed.tabular.config import Budget, NetworkConfig, auto_budget
 from rossmann_embed.tabular.data import TensorDataModule
 from rossmann_embed.tabular.encoding import EncodedTable, Preprocessor
+from rossmann_embed.tabular.errors import TrainingFailed
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.model import EntityEmbeddingRegressor, numerical_bins
 
@@ -148,8 +150,8 @@ def train_member(config: NetworkConfig, budget: Budget, run_dir: Path, seed: int
     )
     checkpoints = run_dir / "checkpoints" / f"seed-{seed}"
     monitor = monitored_metric(config, preprocessor) if validation is not None else None
-    all_callbacks: list[Callback] = [EpochTimer(), RandomStates(),
-                                     *_checkpoints(checkpoints, monitor)]
+    best, last_checkpoint = _checkpoints(checkpoints, monitor)
+    all_callbacks: list[Callback] = [EpochTimer(), RandomStates(), best, last_checkpoint]
     if monitor:
         all_callbacks.append(ResumableEarlyStopping(monitor=monitor, mode="min",
                                                     patience=budget.patience))
@@ -182,7 +184,32 @@ def train_member(config: NetworkConfig, budget: Budget, run_dir: Path, seed: int
                     weights_only=True)
     if earlier is not None and trainer.is_global_zero:  # the rank that logs
         _put_back_earlier_epochs(log_file, earlier)
+    if trainer.is_global_zero:
+        check_finite(checkpoints, best.best_model_score if monitor else None, seed)
     return trainer
+
+
+def check_finite(checkpoints: Path, score: torch.Tensor | None, seed: int) -> None:
+    """A member whose best validation score or weights are not finite is no model: its
+    checkpoints are removed, so that nothing claims success, and ``TrainingFailed`` says
+    what happened and what to try."""
+    path = checkpoints / "best.ckpt"
+    problem = None
+    if not path.is_file():
+        problem = "no checkpoint was written"
+    elif score is not None and not torch.isfinite(score):
+        problem = f"its best validation score is not finite ({float(score)})"
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+        broken = [name for name, value in state.items()
+                  if value.is_floating_point() and not torch.isfinite(value).all()]
+        if broken:
+            problem = f"weights {broken[0]!r} are not finite"
+    if problem:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        raise TrainingFailed(f"training diverged (member seed {seed}: {problem}): try a lower "
+                             "learning rate (--lr), or look for extreme values in the inputs "
+                             "and the target")
 
 
 def make_logger(kind: str, run_dir: Path, seed: int) -> Logger | list[Logger]:

@@ -9,6 +9,7 @@ in its order, with a ``prediction`` column, and counts the categories the model 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,11 +18,13 @@ import polars as pl
 
 from rossmann_embed.tabular.columns import infer_roles
 from rossmann_embed.tabular.config import NetworkConfig
+from rossmann_embed.tabular.encoding import check_numbers, missing_numbers
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.tables import read_table, require_column, write_table
 
 PREDICTION = "prediction"
+FIRST_DATA_LINE = 2  # a CSV's row 0 is on line 2, below the header
 
 
 @dataclass(kw_only=True)
@@ -66,6 +69,13 @@ def fit_table(config: FitConfig, log=print) -> Path:
         "change):")
     for line in roles.report():
         log(f"  {line}")
+    given = [c for c in roles.continuous if c in X.columns]
+    check_numbers(X, given, config.table, first_line=FIRST_DATA_LINE)
+    fill = "median" if config.continuous_scaling == "quantile" else "mean"
+    for column, rows in missing_numbers(X, given).items():
+        if rows:
+            log(f"note: {rows:,} rows have no {column} value (blank or NaN: they take the "
+                f"training {fill})")
     try:
         estimator.fit(X, y)
     except ValueError as error:
@@ -98,11 +108,14 @@ def split_target(frame: pl.DataFrame, config: FitConfig) -> tuple[pl.DataFrame, 
     if not target.dtype.is_numeric():
         raise InputError.at(config.table, "a numeric target", column=config.target,
                             value=str(target.dtype))
-    missing = target.is_null() | target.cast(pl.Float64).is_nan()
+    numbers = target.cast(pl.Float64)
+    missing = target.is_null() | numbers.is_nan() | numbers.is_infinite()
     if missing.any():
-        row = int(missing.arg_max()) + 2  # +1 for the header line, +1 for 1-based lines
-        raise InputError.at(config.table, "a target value on every row (drop or fill the "
-                            "rows without one)", line=row, column=config.target, value="")
+        row = int(missing.arg_max())
+        raise InputError.at(config.table, "a finite target value on every row (drop or fill "
+                            "the rows without one)", line=row + FIRST_DATA_LINE,
+                            column=config.target, value=target[row] if target[row] is not None
+                            else "")
     X = frame.drop(config.target, *config.drop)
     if X.width == 0:
         raise InputError.at(config.table, "at least one input column beside the target")
@@ -111,8 +124,11 @@ def split_target(frame: pl.DataFrame, config: FitConfig) -> tuple[pl.DataFrame, 
 
 def predict_table(run_dir: str | Path, table: str | Path, out: str | Path) -> dict:
     """Write ``table`` with a ``prediction`` column to ``out`` (CSV or parquet), rows in
-    order; returns counts, with the unknown categories met per column."""
-    from rossmann_embed.tabular.estimator import EmbeddingRegressor
+    order; returns the rows and what was filled in per column (``unknown_categories``,
+    ``missing_numbers``: ``EmbeddingRegressor.filled_values``) and what missing numbers
+    became (``fill``: median or mean). Text or infinity in a
+    continuous column is an ``InputError`` naming its line, and nothing is written."""
+    from rossmann_embed.tabular.estimator import EmbeddingRegressor, FilledValuesWarning
 
     estimator = EmbeddingRegressor.load(run_dir)
     frame = read_table(table)
@@ -124,9 +140,14 @@ def predict_table(run_dir: str | Path, table: str | Path, out: str | Path) -> di
         raise InputError.at(str(table), f"no column named {PREDICTION!r} (it is written)",
                             column=PREDICTION)
     inputs = frame.select(estimator.roles_.inputs)
-    predicted = frame.with_columns(pl.Series(PREDICTION, estimator.predict(inputs)))
+    given = [c for c in estimator.roles_.continuous if c in inputs.columns]
+    check_numbers(inputs, given, str(table), first_line=FIRST_DATA_LINE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FilledValuesWarning)  # counted in the report instead
+        predicted = frame.with_columns(pl.Series(PREDICTION, estimator.predict(inputs)))
     write_table(predicted, out)
-    return {"rows": frame.height, "unknown_categories": estimator.unknown_categories(inputs)}
+    return {"rows": frame.height, **estimator.filled_values(inputs),
+            "fill": estimator.run_.preprocessor.fill}
 
 
 def embeddings_report(run_dir: str | Path, out: str | Path, labels: dict[str, str] | None = None,
