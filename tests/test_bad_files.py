@@ -34,7 +34,7 @@ BROKEN: dict[str, tuple[Callable[[Path], object], str]] = {
     "a directory": (_replace_train_with_a_directory,
                     "train.csv: expected train.csv to be a file, not a directory"),
     "parquet named .csv": (lambda d: (d / "train.csv").write_bytes(b"PAR1\x00\x15\x04junk"),
-                           "train.csv line 1"),
+                           "train.csv: got 'a parquet file', expected CSV text"),
 }
 
 

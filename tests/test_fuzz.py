@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import shutil
 from pathlib import Path
@@ -203,12 +204,19 @@ QUICK = ["--epochs", "1", "--lightgbm-weight", "0", "--validation-days", "0", "-
 
 def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
     """Exit status and standard error of one command."""
+    status, _, err = run_cli_output(argv, capsys)
+    return status, err
+
+
+def run_cli_output(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    """Exit status, standard output and standard error of one command."""
     try:
         main(argv)
         status = 0
     except SystemExit as stopped:
         status = int(stopped.code or 0)
-    return status, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
 
 
 def assert_clean_outcome(status: int, err: str, names: list[str]) -> None:
@@ -351,3 +359,148 @@ def test_any_value_of_any_fit_option(tmp_path_factory: pytest.TempPathFactory,
     else:
         assert (folder / "run" / "estimator.json").is_file()
     assert_nothing_half_written(folder)
+
+
+# --- numbers and files of a table of one's own: one rule -----------------------------------------
+# A blank or NaN is a missing number, filled and counted; infinity or text is one InputError
+# line naming the line and the column. Python's float() spells numbers as polars does here.
+
+NUMBER_CELLS = st.one_of(
+    st.sampled_from(["inf", "-inf", "Infinity", "1e309", "NaN", "nan", "", "abc", "1,5", "--1",
+                     "0x10", "1.5", "-0.0"]),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr))
+
+
+def number_kind(cell: str) -> str:
+    """"missing", "bad" or "number", by the rule above."""
+    if cell == "" or cell.lower() == "nan":
+        return "missing"
+    try:
+        return "number" if math.isfinite(float(cell)) else "bad"
+    except ValueError:
+        return "bad"
+
+
+def with_cells(table: pl.DataFrame, cells: dict[int, str]) -> pl.DataFrame:
+    """``table`` with column x as text and ``cells`` (row -> text) written into it."""
+    x = table.get_column("x").cast(pl.String).to_list()
+    for row, cell in cells.items():
+        x[row] = cell
+    return table.with_columns(x=pl.Series(x, dtype=pl.String))
+
+
+def assert_number_rule(cells: dict[int, str], status: int, err: str, out: str) -> None:
+    kinds = {row: number_kind(cell) for row, cell in cells.items()}
+    bad = sorted(row for row, kind in kinds.items() if kind == "bad")
+    if bad:
+        assert status == 2, err
+        assert f"line {bad[0] + 2}, column 'x'" in err.strip().splitlines()[-1], err
+        return
+    assert status == 0, err
+    missing = sum(kind == "missing" for kind in kinds.values())
+    if missing:
+        assert f"{missing:,} rows have no x value" in out, out
+    else:
+        assert "no x value" not in out
+
+
+@pytest.fixture(scope="module")
+def shop_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-epoch `fit` run on a generated table of shops."""
+    folder = tmp_path_factory.mktemp("shop-run")
+    shop_table(300).write_csv(folder / "shops.csv")
+    main(["fit", "--table", str(folder / "shops.csv"), "--target", "sales", "--out",
+          str(folder / "run"), "--epochs", "1", "--hidden-sizes", "8"])
+    return folder / "run"
+
+
+@FUZZ
+@given(cells=st.dictionaries(st.integers(0, 19), NUMBER_CELLS, min_size=1, max_size=3))
+def test_any_number_cell_at_predict(shop_run: Path, tmp_path_factory: pytest.TempPathFactory,
+                                    capsys: pytest.CaptureFixture, cells: dict[int, str]) -> None:
+    folder = tmp_path_factory.mktemp("numbers")
+    with_cells(shop_table(20).drop("sales"), cells).write_csv(folder / "new.csv")
+    capsys.readouterr()
+    status, out, err = run_cli_output(["predict", "--run", str(shop_run), "--table",
+                                       str(folder / "new.csv"), "--out", str(folder / "p.csv")],
+                                      capsys)
+    assert_number_rule(cells, status, err, out)
+    assert (folder / "p.csv").exists() == (status == 0)
+    assert_nothing_half_written(folder)
+
+
+@settings(FUZZ, max_examples=min(FUZZ.max_examples, 10))
+@given(cells=st.dictionaries(st.integers(0, 199), NUMBER_CELLS, min_size=1, max_size=3))
+def test_any_number_cell_at_fit(tmp_path_factory: pytest.TempPathFactory,
+                                capsys: pytest.CaptureFixture, cells: dict[int, str]) -> None:
+    folder = tmp_path_factory.mktemp("numbers")
+    with_cells(shop_table(200), cells).write_csv(folder / "shops.csv")
+    capsys.readouterr()
+    status, out, err = run_cli_output(["fit", "--table", str(folder / "shops.csv"), "--target",
+                                       "sales", "--continuous", "x", "--out", str(folder / "run"),
+                                       "--epochs", "1", "--hidden-sizes", "8"], capsys)
+    assert_number_rule(cells, status, err, out)
+    assert (folder / "run" / "validation.json").exists() == (status == 0)
+
+
+@FUZZ
+@given(cell=NUMBER_CELLS, row=st.integers(0, 10),
+       file=st.sampled_from(["store.csv", "external/weather/Bayern.csv",
+                             "external/googletrend/Rossmann_DE.csv"]))
+def test_any_number_cell_of_the_rossmann_files(tmp_path_factory: pytest.TempPathFactory,
+                                               cell: str, row: int, file: str) -> None:
+    folder = tmp_path_factory.mktemp("fuzz")
+    write_valid(folder)
+    path = folder / file
+    separator = ";" if "weather" in file else ","
+    rows = list(csv.reader(path.read_text().splitlines(), delimiter=separator))
+    column = {"store.csv": "CompetitionDistance", "Bayern.csv": "Mean_TemperatureC",
+              "Rossmann_DE.csv": "Rossmann"}[path.name]
+    line = 1 + row % (len(rows) - 1)
+    rows[line][rows[0].index(column)] = cell
+    text = io.StringIO()
+    csv.writer(text, delimiter=separator, lineterminator="\n").writerows(rows)
+    path.write_text(text.getvalue())
+    kind = number_kind(cell)
+    try:
+        data = read_rossmann(folder)
+    except InputError as error:
+        message = str(error)
+        assert_one_line_naming(error, path)
+        # a missing trend is refused too: the trend column takes no blanks
+        assert (kind == "bad" or (kind == "missing" and "Rossmann" in path.name)
+                or (kind == "number" and "expected a value >= 0" in message)), message
+        if kind == "bad" and float_or_none(cell) is not None:  # a number, but infinite
+            assert f"line {line + 1}" in message and "infinity does not" in message
+        return
+    assert kind != "bad" and not (kind == "missing" and "Rossmann" in path.name), cell
+    for frame in (data.stores, data.weather, data.trends):
+        numbers = frame.select(pl.selectors.float())
+        assert not numbers.select(pl.all().is_nan().any() | pl.all().is_infinite().any()) \
+            .to_numpy().any()
+
+
+def float_or_none(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+KINDS = [b"PAR1", b"PK\x03\x04", b"\x89PNG\r\n\x1a\n", b"\x1f\x8b\x08", b"%PDF-1.4",
+         b"\xff\xd8\xff", b"SQLite format 3\x00", b"a,b\x00\x01"]
+
+
+@FUZZ
+@given(head=st.sampled_from(KINDS), tail=st.binary(max_size=64),
+       file=st.sampled_from([*FILES, "own.csv"]))
+def test_any_file_of_the_wrong_kind(tmp_path_factory: pytest.TempPathFactory, head: bytes,
+                                    tail: bytes, file: str) -> None:
+    folder = tmp_path_factory.mktemp("fuzz")
+    write_valid(folder)
+    path = folder / file
+    path.write_bytes(head + tail)
+    with pytest.raises(InputError) as raised:
+        read_table(path) if file == "own.csv" else read_rossmann(folder)
+    assert_one_line_naming(raised.value, path)
+    assert "expected CSV text, as the name says" in str(raised.value)

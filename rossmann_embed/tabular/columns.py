@@ -103,9 +103,10 @@ def infer_roles(frame: pl.DataFrame, *, categorical: Sequence[str] | None = None
         if column in named_categorical:
             role, reason = "categorical", "categorical (named)"
         elif column in named_continuous:
-            if not dtype.is_numeric() and dtype != pl.Boolean:
+            if not dtype.is_numeric() and dtype not in (pl.Boolean, pl.String):
                 raise InputError.at(source, "numbers in a continuous column", column=column,
                                     value=str(dtype))
+            # Text is read as numbers: encoding.check_numbers names any line that is none.
             role, reason = "continuous", "continuous (named)"
         elif column == time_column and dtype.is_numeric():
             role, reason = "continuous", "continuous (the time column: later values are new)"

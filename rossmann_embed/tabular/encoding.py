@@ -248,8 +248,8 @@ def check_numbers(frame: pl.DataFrame, columns: list[str], source: str, *,
     and the value: infinity is no measurement but a division by zero upstream."""
     for column in columns:
         values = frame.get_column(column)
-        numbers = values.cast(pl.Float64, strict=False)
-        bad = (values.is_not_null() & numbers.is_null()) | numbers.is_infinite()
+        numbers = as_numbers(values)
+        bad = (_given(values) & numbers.is_null()) | numbers.is_infinite()
         if bad.any():
             row = int(bad.arg_true()[0])
             where = {"line": row + first_line} if first_line is not None else {"row": row}
@@ -258,10 +258,21 @@ def check_numbers(frame: pl.DataFrame, columns: list[str], source: str, *,
 
 def missing_numbers(frame: pl.DataFrame, columns: list[str]) -> dict[str, int]:
     """Per column of ``columns``, the rows whose value is blank or NaN (filled by the scaling)."""
-    counts = frame.select(
-        (pl.col(c).is_null() | pl.col(c).cast(pl.Float64, strict=False).is_nan().fill_null(False))
-        .sum().alias(c) for c in columns)
-    return {c: int(counts.item(0, c)) for c in columns} if columns else {}
+    return {c: int(as_numbers(frame.get_column(c)).fill_nan(None).null_count())
+            for c in columns}
+
+
+def as_numbers(values: pl.Series) -> pl.Series:
+    """A column as float64: blank text is missing (null), as is text that is no number
+    (``check_numbers`` refuses that first)."""
+    return values.cast(pl.Float64, strict=False)
+
+
+def _given(values: pl.Series) -> pl.Series:
+    """Which values are there: not null, and, for text, not blank."""
+    if values.dtype == pl.String:
+        return (values.str.strip_chars() != "").fill_null(False)
+    return values.is_not_null()
 
 
 def _require_columns(frame: pl.DataFrame, columns: list[str], source: str) -> None:
@@ -275,4 +286,4 @@ def _require_columns(frame: pl.DataFrame, columns: list[str], source: str) -> No
 
 def _numbers(frame: pl.DataFrame, column: str) -> np.ndarray:
     """A continuous column as float64 numbers, missing values as NaN."""
-    return frame.get_column(column).cast(pl.Float64).fill_null(np.nan).to_numpy()
+    return as_numbers(frame.get_column(column)).fill_null(np.nan).to_numpy()
