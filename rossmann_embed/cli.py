@@ -27,6 +27,7 @@ from rossmann_embed.tabular.config import (
     OptionError,
     read_settings,
 )
+from rossmann_embed.tabular.console import quiet_libraries
 from rossmann_embed.tabular.errors import InputError, TrainingFailed, first_line
 from rossmann_embed.tabular.workflow import FitConfig
 
@@ -463,6 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--config", type=Path,
                           help="JSON or YAML TrainConfig of the network (default: train's)")
     add_geography_study_parser(sub)
+    for subparser in sub.choices.values():
+        subparser.add_argument("--verbose", action="store_true",
+                               help="also Lightning's notes, model summaries and the "
+                                    "libraries' warnings")
     return parser
 
 
@@ -516,7 +521,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `rossmann-embed` console script."""
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        with quiet_libraries(args.verbose):
+            COMMANDS[args.command](args)
     except InputError as error:
         print(f"rossmann-embed: error: {error}", file=sys.stderr)
         sys.exit(2)

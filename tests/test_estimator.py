@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,29 @@ def test_save_and_load_give_the_same_predictions(fitted: EmbeddingRegressor, tab
     X = table.drop("sales", "shop_name")
     np.testing.assert_allclose(loaded.predict(X), fitted.predict(X), rtol=1e-6)
     assert loaded.get_params() == {**fitted.get_params(), "hidden_sizes": [32]}
+    assert loaded.training_ == fitted.training_
+
+
+def test_a_fit_without_out_keeps_its_run_in_memory(table: pl.DataFrame, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    X = table.drop("sales", "shop_name").head(300)
+    estimator = EmbeddingRegressor(**{**FAST, "epochs": 1}).fit(X, table["sales"].head(300))
+    assert list((tmp_path / "tmp").iterdir()) == []
+    estimator.save(tmp_path / "saved")
+    loaded = EmbeddingRegressor.load(tmp_path / "saved")
+    np.testing.assert_allclose(loaded.predict(X), estimator.predict(X), rtol=1e-6)
+    assert (tmp_path / "saved" / "metrics.csv").is_file()
+
+
+def test_a_refit_says_it_replaces_earlier_checkpoints(table: pl.DataFrame,
+                                                      tmp_path: Path) -> None:
+    X, y = table.drop("sales", "shop_name").head(300), table["sales"].head(300)
+    estimator = EmbeddingRegressor(**{**FAST, "epochs": 1}, out=str(tmp_path / "run"))
+    estimator.fit(X, y)
+    with pytest.warns(UserWarning, match="replacing the checkpoints of an earlier fit"):
+        estimator.fit(X, y)
 
 
 def test_clone_pipeline_and_cross_validation(table: pl.DataFrame) -> None:
@@ -117,9 +141,12 @@ def test_clone_pipeline_and_cross_validation(table: pl.DataFrame) -> None:
     assert scores.shape == (2,) and np.isfinite(scores).all()
 
 
-def test_scikit_learn_estimator_checks() -> None:
+def test_scikit_learn_estimator_checks(tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where fits could leave files
     results = check_estimator(EmbeddingRegressor(epochs=2, hidden_sizes=(8,), batch_size=64),
                               on_fail=None)
+    assert list(tmp_path.iterdir()) == []  # fit has no side effects on disk
     failed = [r["check_name"] for r in results if r["status"] == "failed"]
     skipped = {r["check_name"] for r in results if r["status"] == "skipped"}
     assert failed == []

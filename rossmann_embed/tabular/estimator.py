@@ -10,13 +10,11 @@ trained into. ``predict`` returns an array, ``transform`` the learned embedding 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +26,16 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from rossmann_embed.tabular.columns import ColumnRoles, infer_roles
 from rossmann_embed.tabular.config import TARGET_TRANSFORMS, NetworkConfig, per_layer_dropout
+from rossmann_embed.tabular.console import quiet_libraries
 from rossmann_embed.tabular.encoding import (
     ColumnSpec,
+    EncodedTable,
     Preprocessor,
     check_numbers,
     forward_target,
     missing_numbers,
 )
-from rossmann_embed.tabular.files import write_json
+from rossmann_embed.tabular.files import atomic_write, write_json
 from rossmann_embed.tabular.frames import to_frame
 from rossmann_embed.tabular.metrics import mae, rmse, rmspe
 from rossmann_embed.tabular.runs import load_tabular_run
@@ -170,21 +170,35 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         preprocessor = Preprocessor(spec, scaling=config.continuous_scaling).fit(train)
         transformed = forward_target(train.get_column(TARGET).to_numpy(), spec.target_transform)
         self.y_range_ = _y_range(self.y_range, transformed)
-        run_dir = Path(self.out) if self.out else Path(tempfile.mkdtemp(prefix="embreg-"))
-        if run_dir.exists() and any((run_dir / "checkpoints").glob("seed-*")):
-            shutil.rmtree(run_dir / "checkpoints")  # a refit starts afresh
-        run_dir.mkdir(parents=True, exist_ok=True)
         val_tensors = preprocessor.transform(validation) if validation.height else None
-        with _quiet_lightning():
-            train_members(config, run_dir, preprocessor, preprocessor.transform(train),
-                          val_tensors, self.y_range_, summary=False)
-        self.run_ = load_tabular_run(run_dir)
+        train_tensors = preprocessor.transform(train)
+        if self.out:
+            self._train(config, Path(self.out), preprocessor, train_tensors, val_tensors)
+        else:  # nothing left on disk: the run is kept in memory until ``save``
+            with tempfile.TemporaryDirectory(prefix="embreg-") as run_dir:
+                self._train(config, Path(run_dir), preprocessor, train_tensors, val_tensors)
         self.validation_ = self._scores(validation) if validation.height else {}
         self.validation_["rows"] = validation.height
         self.validation_["rows_train"] = train.height
-        self.training_ = json.loads((run_dir / TRAINING_FILE).read_text())
-        self._write_description(run_dir)
+        if self.out:
+            self._write_description(Path(self.out))
         return self
+
+    def _train(self, config: NetworkConfig, run_dir: Path, preprocessor: Preprocessor,
+               train: EncodedTable, validation: EncodedTable | None) -> None:
+        """Train the members into ``run_dir``; keep the models and the run's files."""
+        earlier = sorted((run_dir / "checkpoints").glob("seed-*"))
+        if earlier:
+            warnings.warn(f"{type(self).__name__}.fit: replacing the checkpoints of an earlier "
+                          f"fit in {run_dir / 'checkpoints'}", stacklevel=3)
+            shutil.rmtree(run_dir / "checkpoints")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with quiet_libraries():
+            train_members(config, run_dir, preprocessor, train, validation, self.y_range_,
+                          summary=False)
+        self.run_ = load_tabular_run(run_dir)
+        self.run_files_ = run_files(run_dir)
+        self.training_ = json.loads(self.run_files_[TRAINING_FILE])
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions in the target's units: the members' mean in the transformed space. A
@@ -268,19 +282,13 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
 
     def save(self, path: str | Path) -> Path:
         """Write the run directory to ``path``: ``estimator.json`` (parameters, column roles,
-        validation scores) and each member's weights-only checkpoint."""
+        validation scores), each member's weights-only checkpoint, the metrics and the
+        training budget."""
         check_is_fitted(self, "run_")
-        path, source = Path(path), self.run_.path
-        if path.resolve() != source.resolve():
-            for seed_dir in sorted((source / "checkpoints").glob("seed-*")):
-                target = path / "checkpoints" / seed_dir.name
-                target.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(seed_dir / "best.ckpt", target / "best.ckpt")
-            for name in ("metrics.csv", TRAINING_FILE):
-                if (source / name).is_file():
-                    shutil.copy2(source / name, path / name)
-            self._write_description(path)
-            self.run_ = load_tabular_run(path)
+        path = Path(path)
+        for name, content in self.run_files_.items():
+            atomic_write(path / name, lambda tmp, content=content: tmp.write_bytes(content))
+        self._write_description(path)
         return path
 
     @classmethod
@@ -302,6 +310,9 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         estimator.y_range_ = tuple(data["y_range"]) if data["y_range"] else None
         estimator.validation_ = data["validation"]
         estimator.run_ = load_tabular_run(path)
+        estimator.run_files_ = run_files(path)
+        training = estimator.run_files_.get(TRAINING_FILE)
+        estimator.training_ = json.loads(training) if training else {}
         return estimator
 
     # ---- helpers -------------------------------------------------------------------------------
@@ -412,16 +423,12 @@ def _is_model_frame(X: Any, roles: ColumnRoles) -> bool:
         c in X.columns for c in [*roles.categorical, *roles.continuous])
 
 
-@contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """Lightning's notes (devices, tips) once per fit flood a cross-validation: warnings only."""
-    logger = logging.getLogger("pytorch_lightning")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+def run_files(run_dir: Path) -> dict[str, bytes]:
+    """What ``save`` writes of a run, by path in the run directory: each member's best
+    checkpoint, the metrics and the training budget."""
+    paths = [*sorted(run_dir.glob("checkpoints/seed-*/best.ckpt")),
+             *(run_dir / name for name in ("metrics.csv", TRAINING_FILE))]
+    return {p.relative_to(run_dir).as_posix(): p.read_bytes() for p in paths if p.is_file()}
 
 
 def _target_array(y: Any, rows: int) -> np.ndarray:
