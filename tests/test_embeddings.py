@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from rossmann_embed.rossmann.geography import german_state_coordinates
 from rossmann_embed.rossmann.maps import write_maps
+from rossmann_embed.rossmann.states import german_state_coordinates
 from rossmann_embed.tabular.export import (
     UNKNOWN_LABEL,
     embedding_table,

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rossmann_embed.cli import main
-from rossmann_embed.rossmann.geography import german_states
 from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.rossmann.states import german_states
 from rossmann_embed.tabular.columns import infer_roles
 from rossmann_embed.tabular.config import NetworkConfig, OptionError
 from rossmann_embed.tabular.errors import InputError

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rossmann_embed.rossmann.geography import (
-    geography_score,
+from rossmann_embed.rossmann.geography import geography_score
+from rossmann_embed.rossmann.states import (
     german_state_coordinates,
     german_state_former_east,
     german_states,

@@ -45,3 +45,44 @@ def test_no_private_names_imported_across_modules(path: Path) -> None:
         if module.startswith("rossmann_embed"):
             private = [n for n in names if n.startswith("_") and n != "__version__"]
             assert not private, f"{path.name} imports {private} from {module}"
+
+
+def module_path(module: str) -> Path | None:
+    """The file of a ``rossmann_embed`` module (None for a package's ``__init__`` names)."""
+    path = PACKAGE.parent / (module.replace(".", "/") + ".py")
+    return path if path.is_file() else None
+
+
+def imported_closure(module: str) -> set[str]:
+    """Every ``rossmann_embed`` module that importing ``module`` can reach, at any depth and
+    including imports inside functions."""
+    seen, todo = set(), [module]
+    while todo:
+        path = module_path(todo.pop())
+        if path is None:
+            continue
+        for name, names in imported_modules(path):
+            candidates = [name] + [f"{name}.{n}" for n in names]
+            for candidate in candidates:
+                if candidate.startswith("rossmann_embed.") and module_path(candidate) \
+                        and candidate not in seen:
+                    seen.add(candidate)
+                    todo.append(candidate)
+    return seen
+
+
+SCORING = {"rossmann_embed.rossmann.geography", "rossmann_embed.tabular.spatial",
+           "rossmann_embed.tabular.metrics", "rossmann_embed.rossmann.evaluation",
+           "rossmann_embed.rossmann.maps"}
+
+
+@pytest.mark.parametrize("reader", ["rossmann_embed.rossmann.io", "rossmann_embed.tabular.tables",
+                                    "rossmann_embed.movielens.io"])
+def test_readers_never_import_scoring_code(reader: str) -> None:
+    assert not imported_closure(reader) & SCORING
+
+
+def test_training_never_imports_inference() -> None:
+    reached = imported_closure("rossmann_embed.tabular.training")
+    assert not reached & {"rossmann_embed.tabular.runs", "rossmann_embed.tabular.estimator",
+                          "rossmann_embed.rossmann.inference"}

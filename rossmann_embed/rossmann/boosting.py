@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from rossmann_embed.rossmann.geography import german_states
 from rossmann_embed.rossmann.io import PROMO_INTERVALS, SCHEMAS, STATE_HOLIDAYS
+from rossmann_embed.rossmann.states import german_states
 from rossmann_embed.tabular.files import atomic_write, write_csv, write_json
 from rossmann_embed.tabular.metrics import rmspe
 

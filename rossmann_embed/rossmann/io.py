@@ -13,9 +13,8 @@ from typing import Any
 
 import polars as pl
 
-from rossmann_embed.rossmann.geography import german_states
-from rossmann_embed.tabular.encoding import NUMBER_RULE
-from rossmann_embed.tabular.errors import InputError, first_line
+from rossmann_embed.rossmann.states import german_states
+from rossmann_embed.tabular.errors import NUMBER_RULE, InputError, first_line
 from rossmann_embed.tabular.tables import check_kind
 
 HELP = "see data/README.md for where to get the Rossmann files"

@@ -44,11 +44,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from rossmann_embed.rossmann.geography import (
-    geography_score,
-    german_state_coordinates,
-    german_states,
-)
+from rossmann_embed.rossmann.geography import geography_score
+from rossmann_embed.rossmann.states import german_state_coordinates, german_states
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.export import (
     embedding_table,

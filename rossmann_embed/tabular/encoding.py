@@ -22,7 +22,7 @@ import torch
 from scipy.special import ndtri
 
 from rossmann_embed.tabular.config import SCALINGS, TARGET_TRANSFORMS
-from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.errors import NUMBER_RULE, InputError
 
 MAX_QUANTILES, MIN_QUANTILES, ROWS_PER_QUANTILE = 1000, 10, 30  # TabM's choice of n_quantiles
 NORMAL_BOUND = 1e-7  # quantile levels clipped to [1e-7, 1 - 1e-7]: outputs within +-5.2
@@ -235,9 +235,6 @@ class Preprocessor:
             {c: list(q) for c, q in data["quantiles"].items()},
             data["scaling"], dict(data["means"]), dict(data["stds"]),
         )
-
-
-NUMBER_RULE = "a number (a blank or NaN counts as missing; infinity does not)"
 
 
 def check_numbers(frame: pl.DataFrame, columns: list[str], source: str, *,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# The one rule for numbers in every file and frame read (docs/errors.md): what is expected.
+NUMBER_RULE = "a number (a blank or NaN counts as missing; infinity does not)"
+
 
 class InputError(ValueError):
     """Bad user input: the message names the file, line or row, column, value and expectation.
