@@ -204,7 +204,7 @@ def _shown(value: object) -> str:
 
 @command
 def run_train(args: argparse.Namespace) -> None:
-    from rossmann_embed.rossmann.training import fit
+    from rossmann_embed.rossmann.pipeline import fit
 
     config = train_config(args, args.subparser)
     run_dir = fit(config, resume=args.resume)

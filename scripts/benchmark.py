@@ -88,7 +88,8 @@ def bench_train(data_dir: str, run_dir: Path, recipe: dict | None = None) -> dic
     """Training with the last 48 days as validation (the default recipe, or ``recipe``'s
     options over it): speed, and the forecast's and its parts' RMSPE."""
     from rossmann_embed.rossmann.inference import load_run
-    from rossmann_embed.rossmann.training import fit, prepare
+    from rossmann_embed.rossmann.pipeline import fit
+    from rossmann_embed.rossmann.training import prepare
     from rossmann_embed.tabular.config import auto_budget
 
     config = TrainConfig.from_dict({"data_dir": data_dir, "out": str(run_dir), **(recipe or {})})

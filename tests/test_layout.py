@@ -86,3 +86,8 @@ def test_training_never_imports_inference() -> None:
     reached = imported_closure("rossmann_embed.tabular.training")
     assert not reached & {"rossmann_embed.tabular.runs", "rossmann_embed.tabular.estimator",
                           "rossmann_embed.rossmann.inference"}
+
+
+def test_rossmann_training_never_imports_inference() -> None:
+    assert "rossmann_embed.rossmann.inference" not in imported_closure(
+        "rossmann_embed.rossmann.training")

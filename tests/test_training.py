@@ -12,8 +12,8 @@ import torch
 from pytorch_lightning import Callback
 
 from rossmann_embed.rossmann.config import TrainConfig
+from rossmann_embed.rossmann.pipeline import fit
 from rossmann_embed.rossmann.synthetic import write_synthetic
-from rossmann_embed.rossmann.training import fit
 
 
 class Interrupted(Exception):
@@ -106,7 +106,7 @@ def test_resume_after_a_kill_with_dropout_is_the_same_run(data_dir, tmp_path):
         import os, signal
         from pytorch_lightning import Callback
         from rossmann_embed.rossmann.config import TrainConfig
-        from rossmann_embed.rossmann.training import fit
+        from rossmann_embed.rossmann.pipeline import fit
 
         class Kill(Callback):
             def on_train_epoch_start(self, trainer, pl_module):

@@ -134,7 +134,7 @@ def network_config(options: BacktestOptions, cut: Path, run_dir: Path) -> TrainC
 def predict_network(config: TrainConfig, cut: Path) -> pl.DataFrame:
     """Train (or resume) the run, then predict the cut's test.csv as ``submit`` would."""
     from rossmann_embed.rossmann.inference import load_runs, predict_kaggle
-    from rossmann_embed.rossmann.training import fit
+    from rossmann_embed.rossmann.pipeline import fit
 
     run_dir = Path(config.out)
     saved = run_dir / "config.json"

@@ -16,7 +16,7 @@ that number (or it is given ``fixed_rounds``). With no ``extra`` columns and
 the baseline every accuracy claim is measured against (``backtest``,
 ``scripts/benchmark.py``); with the network's learned store factors as ``extra`` columns,
 ``BOOSTED_PARAMS`` and ``BOOSTED_ROUNDS`` it is the boosted half of the product's forecaster
-(``training.fit``), whose settings the backtest kept (see ``BOOSTED_PARAMS``).
+(``pipeline.fit``), whose settings the backtest kept (see ``BOOSTED_PARAMS``).
 A fitted forecaster saves as LightGBM's own text model plus JSON: no pickles.
 """
 

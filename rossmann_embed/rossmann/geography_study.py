@@ -117,7 +117,8 @@ def geography_study(options: StudyOptions, progress: Callable[[str], None] = pri
                     ) -> dict[str, Any]:
     """Train and score every setting x seed not yet in ``out/geography_study.json``; write
     the json, the markdown table and the figure; return the json's content."""
-    from rossmann_embed.rossmann.training import fit, read_features
+    from rossmann_embed.rossmann.pipeline import fit
+    from rossmann_embed.rossmann.training import read_features
     from rossmann_embed.tabular.plots import plot_spread
 
     options.check()

@@ -1,6 +1,7 @@
-"""fit(config) -> run directory: data, preprocessing, one Trainer per seed, validation report.
+"""Training a Rossmann run: data, preprocessing, one Trainer per seed, the boosted half.
 
-Run directory layout::
+``pipeline.fit`` calls ``train_network`` and then scores the validation days. Run directory
+layout::
 
     config.json            the resolved TrainConfig
     data_report.json       row counts: read, used for features, kept for the model, dropped why
@@ -36,12 +37,10 @@ from rossmann_embed.rossmann.features import (
     select_features,
     time_split,
 )
-from rossmann_embed.rossmann.inference import load_run
 from rossmann_embed.rossmann.io import read_rossmann
 from rossmann_embed.tabular.encoding import Preprocessor
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_json
-from rossmann_embed.tabular.metrics import rmspe
 from rossmann_embed.tabular.runs import load_member
 from rossmann_embed.tabular.training import train_members
 
@@ -92,11 +91,13 @@ def sample_rows(frame: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
     return frame[chosen]
 
 
-def fit(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback] = (),
-        table: FeatureTable | None = None) -> Path:
-    """Train ``config.seeds`` models into ``config.out`` and write the validation report;
-    ``callbacks`` join each member's Trainer. ``table`` (``read_features(config)``) saves
-    reading the files again when one process trains many runs."""
+def train_network(config: TrainConfig, resume: bool = False,
+                  callbacks: Sequence[Callback] = (),
+                  table: FeatureTable | None = None) -> tuple[Path, pl.DataFrame]:
+    """Train ``config.seeds`` members (and the boosted half) into ``config.out``; returns the
+    run directory and the validation rows, which ``pipeline.fit`` scores. ``callbacks`` join
+    each member's Trainer; ``table`` (``read_features(config)``) saves reading the files
+    again when one process trains many runs."""
     run_dir = Path(config.out)
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError.at(str(run_dir), "a directory to write the run into (--out)")
@@ -115,9 +116,8 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback]
             fit_boosted(config, run_dir, train, preprocessor, resume)
         else:  # the network alone: a boosted half of an earlier recipe must not be loaded
             shutil.rmtree(run_dir / "lightgbm", ignore_errors=True)
-        if validation.height:
-            write_json(run_dir / "validation.json", validation_report(run_dir, validation))
-    return run_dir
+        return run_dir, validation
+    return run_dir, validation.clear()  # not the rank that writes reports
 
 
 def fit_boosted(config: TrainConfig, run_dir: Path, train: pl.DataFrame,
@@ -136,27 +136,3 @@ def fit_boosted(config: TrainConfig, run_dir: Path, train: pl.DataFrame,
                 config.store_factors).save(directory)
     print(f"boosted half: LightGBM with {factors.width - 1} store factors in "
           f"{time.perf_counter() - start:.0f} s -> {directory}")
-
-
-def validation_report(run_dir: Path, validation: pl.DataFrame) -> dict:
-    """RMSPE on the validation rows: the run's forecast (members' log-space mean, blended with
-    the boosted half if there is one), the network alone, the boosted half, each member."""
-    run = load_run(run_dir)
-    sales = validation.get_column("Sales").to_numpy()
-    parts = run.part_logs(validation)
-    members = [{"seed": int(label.removeprefix("seed-")),
-                "rmspe": rmspe(sales, np.exp(parts[label]))} for label in run.labels]
-    dates = validation.get_column("Date")
-    report = {
-        "rmspe": rmspe(sales, np.exp(run.forecast_log(parts))),
-        "network_rmspe": rmspe(sales, np.exp(parts["network"])),
-        "rows": validation.height,
-        "date_from": dates.min(),
-        "date_to": dates.max(),
-        "members": members,
-        "mean_member_rmspe": float(np.mean([m["rmspe"] for m in members])),
-    }
-    if run.boosted is not None:
-        report["lightgbm_rmspe"] = rmspe(sales, np.exp(parts["lightgbm"]))
-        report["lightgbm_weight"] = run.boosted.weight
-    return report
