@@ -114,39 +114,9 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         out: str | None = None,
     ) -> None:
         # scikit-learn convention: store the parameters untouched, check them in fit.
-        self.categorical = categorical
-        self.continuous = continuous
-        self.target_transform = target_transform
-        self.y_range = y_range
-        self.time_column = time_column
-        self.validation_fraction = validation_fraction
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.loss = loss
-        self.seed = seed
-        self.seeds = seeds
-        self.embedding_sizes = embedding_sizes
-        self.hidden_sizes = hidden_sizes
-        self.dropout = dropout
-        self.embedding_dropout = embedding_dropout
-        self.batch_norm = batch_norm
-        self.factorization = factorization
-        self.mlp = mlp
-        self.ensemble_size = ensemble_size
-        self.numerical_embedding = numerical_embedding
-        self.numerical_bins = numerical_bins
-        self.numerical_embedding_size = numerical_embedding_size
-        self.continuous_scaling = continuous_scaling
-        self.monitor = monitor
-        self.patience = patience
-        self.accelerator = accelerator
-        self.devices = devices
-        self.strategy = strategy
-        self.precision = precision
-        self.logger = logger
-        self.out = out
+        for name, value in locals().items():
+            if name != "self":
+                setattr(self, name, value)
 
     # ---- scikit-learn API ----------------------------------------------------------------------
 
@@ -327,23 +297,12 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
             raise ValueError("validation_fraction must be in [0, 1), got "
                              f"{self.validation_fraction!r}")
         hidden = list(np.atleast_1d(self.hidden_sizes).tolist())
-        dropout = per_layer_dropout(list(np.atleast_1d(self.dropout).tolist()), len(hidden))
-        config = NetworkConfig(
-            epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-            weight_decay=self.weight_decay, loss=self.loss, seed=self.seed, seeds=self.seeds,
-            embedding_sizes=dict(self.embedding_sizes or {}), hidden_sizes=hidden,
-            dropout=dropout, embedding_dropout=self.embedding_dropout,
-            batch_norm=self.batch_norm,
-            factorization=[list(pair) for pair in self.factorization or []], mlp=self.mlp,
-            ensemble_size=self.ensemble_size, numerical_embedding=self.numerical_embedding,
-            numerical_bins=self.numerical_bins,
-            numerical_embedding_size=self.numerical_embedding_size,
-            continuous_scaling=self.continuous_scaling, monitor=self.monitor,
-            patience=self.patience,
-            accelerator=self.accelerator,
-            devices=self.devices, strategy=self.strategy, precision=self.precision,
-            logger=self.logger,
-        )
+        options = {name: getattr(self, name) for name in NetworkConfig.__dataclass_fields__}
+        config = NetworkConfig(**{
+            **options, "hidden_sizes": hidden,
+            "dropout": per_layer_dropout(list(np.atleast_1d(self.dropout).tolist()), len(hidden)),
+            "embedding_sizes": dict(self.embedding_sizes or {}),
+            "factorization": [list(pair) for pair in self.factorization or []]})
         config.check()
         return config
 
