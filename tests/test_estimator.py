@@ -146,7 +146,9 @@ def test_scikit_learn_estimator_checks(tmp_path: Path,
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where fits could leave files
     results = check_estimator(EmbeddingRegressor(epochs=2, hidden_sizes=(8,), batch_size=64),
                               on_fail=None)
-    assert list(tmp_path.iterdir()) == []  # fit has no side effects on disk
+    # fit has no side effects on disk; scikit-learn's own memmap folders go at exit (atexit)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("sklearn_testing_")] \
+        == []
     failed = [r["check_name"] for r in results if r["status"] == "failed"]
     skipped = {r["check_name"] for r in results if r["status"] == "skipped"}
     assert failed == []
