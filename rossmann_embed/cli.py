@@ -29,6 +29,7 @@ from rossmann_embed.tabular.config import (
 )
 from rossmann_embed.tabular.console import quiet_libraries
 from rossmann_embed.tabular.errors import InputError, TrainingFailed, first_line
+from rossmann_embed.tabular.files import strict_json
 from rossmann_embed.tabular.workflow import FitConfig
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
@@ -270,7 +271,8 @@ def run_embeddings(args: argparse.Namespace) -> None:
     reference = read_table(args.reference) if args.reference else None
     summary = write_run_maps(run, read_stores(data_dir), Path(args.out), member=args.member,
                              reference=reference)
-    print(json.dumps({k: summary[k] for k in ("geography", "seconds") if k in summary}, indent=2))
+    print(json.dumps(strict_json({k: summary[k] for k in ("geography", "seconds")
+                                  if k in summary}), indent=2))
     for column, why in summary["skipped"].items():
         print(f"note: no {column} maps or scores ({why})")
     print(f"{len(summary['files'])} files written to {args.out}")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
+import shutil
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from conftest import shop_table
 
 from rossmann_embed.cli import main
+from rossmann_embed.tabular.files import write_json
 
 FAST = ["--epochs", "3", "--hidden-sizes", "32", "--batch-size", "128", "--lr", "0.01"]
 
@@ -218,12 +222,14 @@ def test_infinity_in_a_continuous_column_is_an_input_error(tmp_path: Path,
     assert not (tmp_path / "run").exists()
 
 
-def test_a_model_that_trained_to_nan_is_never_a_success(table_file: Path, tmp_path: Path,
+def test_a_model_that_trained_to_nan_is_never_a_success(fit_run: Path, table_file: Path,
+                                                        tmp_path: Path,
                                                         capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "run"
+    shutil.copytree(fit_run, run)  # an earlier, good run in the same --out
     status, err = _fail(["fit", "--table", str(table_file), "--target", "sales", "--out",
-                         str(run), "--epochs", "2", "--hidden-sizes", "32", "--lr", "1e30"],
-                        capsys)
+                         str(run), "--epochs", "2", "--hidden-sizes", "32", "--lr", "1e30",
+                         "--seeds", "2"], capsys)
     assert status == 1 and "training diverged" in err and "--lr" in err
     assert not list(run.rglob("*.ckpt")) and not (run / "validation.json").exists()
     assert not (run / "estimator.json").exists()
@@ -281,3 +287,27 @@ def test_a_file_that_is_not_what_its_name_says(content: bytes | None, kind: str,
                  ["predict", "--run", str(fit_run), "--out", str(tmp_path / "p.csv")]):
         status, err = _fail([*argv, "--table", str(path)], capsys)
         assert status == 2 and kind in err and "table.csv" in err
+
+
+def test_json_is_written_strict(tmp_path: Path) -> None:
+    write_json(tmp_path / "a.json", {"a": math.nan, "b": [np.float64("inf"), 1.5]})
+    assert json.loads((tmp_path / "a.json").read_text(),
+                      parse_constant=lambda name: pytest.fail(name)) == {"a": None,
+                                                                         "b": [None, 1.5]}
+
+
+def test_numbers_written_as_text_stay_numbers_and_a_typo_is_named(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    table = shop_table(400).with_columns(x=pl.col("x").cast(pl.String))
+    index = pl.int_range(pl.len())
+    table.with_columns(x=pl.when(index == 3).then(pl.lit("nan")).otherwise("x")) \
+        .write_csv(tmp_path / "nan.csv")
+    main(["fit", "--table", str(tmp_path / "nan.csv"), "--target", "sales", "--out",
+          str(tmp_path / "run"), *FAST])
+    assert "x" in json.loads((tmp_path / "run" / "columns.json").read_text())["continuous"]
+    assert "1 rows have no x value" in capsys.readouterr().out
+    table.with_columns(x=pl.when(index == 9).then(pl.lit("1.2.3")).otherwise("x")) \
+        .write_csv(tmp_path / "typo.csv")
+    status, err = _fail(["fit", "--table", str(tmp_path / "typo.csv"), "--target", "sales",
+                         "--out", str(tmp_path / "run2"), *FAST], capsys)
+    assert status == 2 and "typo.csv line 11, column 'x': got '1.2.3', expected a number" in err

@@ -15,6 +15,7 @@ from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.features import FeatureTable
 from rossmann_embed.rossmann.inference import load_run
 from rossmann_embed.rossmann.training import train_network
+from rossmann_embed.tabular.errors import TrainingFailed
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.metrics import rmspe
 
@@ -24,7 +25,11 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback]
     """Train ``config.seeds`` models into ``config.out`` and write the validation report;
     ``callbacks`` join each member's Trainer. ``table`` (``training.read_features(config)``)
     saves reading the files again when one process trains many runs."""
-    run_dir, validation = train_network(config, resume, callbacks, table)
+    try:
+        run_dir, validation = train_network(config, resume, callbacks, table)
+    except TrainingFailed:  # an earlier run's report in --out must not claim success
+        (Path(config.out) / "validation.json").unlink(missing_ok=True)
+        raise
     if validation.height:
         write_json(run_dir / "validation.json", validation_report(run_dir, validation))
     return run_dir

@@ -28,6 +28,7 @@ from rossmann_embed.tabular.errors import InputError
 FEW_CODES = 20  # at most this many distinct integers: always categorical
 MAX_CODES = 2000  # more distinct integers than this: continuous (a count, an amount)
 CODE_SHARE = 0.01  # ... and so are integers with more distinct values than 1% of the rows
+NUMBER_SHARE = 0.95  # text of which this share or more are numbers: a number column, typos named
 DATE_PARTS: dict[str, tuple[str, Callable[[pl.Expr], pl.Expr]]] = {
     # part -> (role, expression on the date)
     "year": ("continuous", lambda date: date.dt.year()),
@@ -83,10 +84,12 @@ def part_name(date_column: str, part: str) -> str:
 
 def infer_roles(frame: pl.DataFrame, *, categorical: Sequence[str] | None = None,
                 continuous: Sequence[str] | None = None,
-                source: str = "table", time_column: str | None = None) -> ColumnRoles:
+                source: str = "table", time_column: str | None = None,
+                first_line: int | None = None) -> ColumnRoles:
     """Roles for every column of ``frame`` (the inputs, without the target): the named ones as
     given, a numeric ``time_column`` continuous, the others inferred from their type and
-    number of distinct values."""
+    number of distinct values. ``first_line``: the file line of row 0, for messages (else
+    rows are named)."""
     named_categorical, named_continuous = list(categorical or []), list(continuous or [])
     for column in [*named_categorical, *named_continuous]:
         if column not in frame.columns:
@@ -111,7 +114,7 @@ def infer_roles(frame: pl.DataFrame, *, categorical: Sequence[str] | None = None
         elif column == time_column and dtype.is_numeric():
             role, reason = "continuous", "continuous (the time column: later values are new)"
         else:
-            role, reason = _inferred_role(frame.get_column(column), source)
+            role, reason = _inferred_role(frame.get_column(column), source, first_line)
         if role == "code":
             roles.categorical.append(column)
             roles.numbers.append(column)
@@ -126,8 +129,33 @@ def infer_roles(frame: pl.DataFrame, *, categorical: Sequence[str] | None = None
     return roles
 
 
-def _inferred_role(values: pl.Series, source: str) -> tuple[str, str]:
+def _numbers_as_text(values: pl.Series, source: str, first_line: int | None) -> str:
+    """The reason to take a text column as numbers ("" if not): every value given is a
+    number, as when a CSV spells a missing one ``nan``. When nearly all are and they take
+    many values, the first that is not is an ``InputError``: a typo must not turn a number
+    column into categories."""
+    given = (values.str.strip_chars() != "").fill_null(False)
+    numbers = values.cast(pl.Float64, strict=False)
+    bad = given & numbers.is_null()
+    count = int(given.sum())
+    if not count or int(bad.sum()) > (1 - NUMBER_SHARE) * count:
+        return ""
+    if bad.any() and numbers.drop_nulls().n_unique() <= FEW_CODES:
+        return ""  # codes with a few letters among them (Kaggle's StateHoliday: 0, a, b, c)
+    if bad.any():
+        row = int(bad.arg_true()[0])
+        where = {"line": row + first_line} if first_line is not None else {"row": row}
+        raise InputError.at(source, f"a number, as {1 - bad.sum() / count:.0%} of the column's "
+                            "values are (--categorical to embed it as text)",
+                            column=values.name, value=values[row], **where)
+    return "continuous (numbers written as text)"
+
+
+def _inferred_role(values: pl.Series, source: str,
+                   first_line: int | None = None) -> tuple[str, str]:
     dtype = values.dtype
+    if dtype == pl.String and (numbers := _numbers_as_text(values, source, first_line)):
+        return "continuous", numbers
     if dtype in (pl.String, pl.Categorical, pl.Boolean) or isinstance(dtype, pl.Enum):
         return "categorical", f"categorical ({_type_name(dtype)})"
     if dtype in (pl.Date, pl.Datetime) or isinstance(dtype, pl.Datetime):

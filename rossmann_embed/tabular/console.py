@@ -10,28 +10,38 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator
+from contextvars import ContextVar
 
 LIBRARY_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric")
 LIBRARY_MODULES = r"(pytorch_lightning|lightning|lightning_fabric|rtdl_num_embeddings|torch)(\.|$)"
 
 
-@contextlib.contextmanager
-def quiet_libraries(verbose: bool = False) -> Iterator[None]:
-    """Lightning's notes (devices, tips, model summaries) and the libraries' warnings kept
-    out of what a user reads, unless ``verbose``: what a command prints is its own lines, and
-    a cross-validation is not flooded with a note per fit."""
-    if verbose:
-        yield
-        return
-    import pytorch_lightning  # noqa: F401  (its import sets its logger's level: ours must follow)
+VERBOSE: ContextVar[bool] = ContextVar("verbose", default=False)  # the CLI's --verbose
 
-    levels = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
+
+@contextlib.contextmanager
+def quiet_libraries(verbose: bool | None = None) -> Iterator[None]:
+    """Lightning's notes (devices, tips, model summaries) and the libraries' warnings kept
+    out of what a user reads, unless ``verbose`` (default: what an enclosing call said, so
+    that the CLI's ``--verbose`` reaches every fit inside it): what a command prints is its
+    own lines, and a cross-validation is not flooded with a note per fit."""
+    verbose = VERBOSE.get() if verbose is None else verbose
+    token = VERBOSE.set(verbose)
     try:
-        for name in LIBRARY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.ERROR)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", module=LIBRARY_MODULES)
+        if verbose:
             yield
+            return
+        import pytorch_lightning  # noqa: F401  (its import sets its loggers' level: ours follow)
+
+        levels = {name: logging.getLogger(name).level for name in LIBRARY_LOGGERS}
+        try:
+            for name in LIBRARY_LOGGERS:
+                logging.getLogger(name).setLevel(logging.ERROR)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", module=LIBRARY_MODULES)
+                yield
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
     finally:
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
+        VERBOSE.reset(token)

@@ -2,10 +2,11 @@
 
 ``fit(X, y)`` infers which columns are categorical (``columns.infer_roles``), learns an
 embedding per categorical column together with an MLP (``model.EntityEmbeddingRegressor``,
-trained by Lightning through ``training.train_members``), and keeps the run directory it
-trained into. ``predict`` returns an array, ``transform`` the learned embedding features
-(``EmbeddingEncoder``), ``embeddings_`` one labelled frame per categorical column, and
-``save`` / ``load`` a run directory of plain JSON plus weights-only checkpoints.
+trained by Lightning through ``training.train_members``) into ``out`` or, without it, a
+temporary directory that is removed (the run is kept in memory until ``save``). ``predict``
+returns an array, ``transform`` the learned embedding features (``EmbeddingEncoder``),
+``embeddings_`` one labelled frame per categorical column, and ``save`` / ``load`` a run
+directory of plain JSON plus weights-only checkpoints.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         out: str | None = None,
     ) -> None:
         # scikit-learn convention: store the parameters untouched, check them in fit.
-        for name, value in locals().items():
+        for name, value in dict(locals()).items():
             if name != "self":
                 setattr(self, name, value)
 
@@ -174,7 +175,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         """Predictions in the target's units: the members' mean in the transformed space. A
         warning counts the values filled in (``filled_values``)."""
         frame = self._model_frame(X)
-        notes = describe_filled(self.filled_values(frame), self.run_.preprocessor.fill)
+        notes = describe_filled(self._filled(frame), self.run_.preprocessor.fill)
         if notes:
             warnings.warn(f"{type(self).__name__}.predict: {'; '.join(notes)}",
                           FilledValuesWarning, stacklevel=2)
@@ -185,8 +186,10 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         (values not seen in training, or missing: they take the embedding's unknown row) and
         ``missing_numbers`` (blank or NaN continuous values: they take the training median,
         or the mean under ``continuous_scaling="standard"``)."""
-        frame = X if _is_model_frame(X, self.roles_) else self._model_frame(X)
-        unknown = self.unknown_categories(frame)
+        return self._filled(self._model_frame(X))
+
+    def _filled(self, frame: pl.DataFrame) -> dict[str, dict[str, int]]:
+        unknown = self._unknown(frame)
         missing = missing_numbers(frame, list(self.run_.preprocessor.spec.continuous))
         return {"unknown_categories": {c: n for c, n in unknown.items() if n},
                 "missing_numbers": {c: n for c, n in missing.items() if n}}
@@ -205,10 +208,12 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
     def unknown_categories(self, X: Any) -> dict[str, int]:
         """Per categorical column, how many rows of ``X`` hold a value not seen in training
         (missing values included): they take the embedding's unknown row."""
+        return self._unknown(self._model_frame(X))
+
+    def _unknown(self, frame: pl.DataFrame) -> dict[str, int]:
         preprocessor = self.run_.preprocessor
         # Index 0 is the unknown row: counted from the encoding itself, so that a value is
         # "unknown" here exactly when the model treats it so (dates, casts and all).
-        frame = X if _is_model_frame(X, self.roles_) else self._model_frame(X)
         codes = preprocessor.transform(frame).categorical
         unknown = (codes == 0).sum(dim=0).tolist()
         return {c: int(n) for c, n in zip(preprocessor.vocabularies, unknown, strict=True)}
@@ -256,6 +261,12 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         training budget."""
         check_is_fitted(self, "run_")
         path = Path(path)
+        members = {Path(name).parent.name for name in self.run_files_}
+        for stale in sorted((path / "checkpoints").glob("seed-*")):
+            if stale.name not in members:  # another run's member: load must not mix it in
+                warnings.warn(f"{type(self).__name__}.save: removing {stale}, a member of an "
+                              "earlier run", stacklevel=2)
+                shutil.rmtree(stale)
         for name, content in self.run_files_.items():
             atomic_write(path / name, lambda tmp, content=content: tmp.write_bytes(content))
         self._write_description(path)
@@ -374,12 +385,6 @@ def describe_filled(filled: dict[str, dict[str, int]], fill: str) -> list[str]:
     missing = [f"{n:,} rows have no {c} value (blank or NaN: they take the training {fill})"
                for c, n in filled.get("missing_numbers", {}).items()]
     return unknown + missing
-
-
-def _is_model_frame(X: Any, roles: ColumnRoles) -> bool:
-    """Whether ``X`` is already expanded (dates into their parts) for the model."""
-    return isinstance(X, pl.DataFrame) and all(
-        c in X.columns for c in [*roles.categorical, *roles.continuous])
 
 
 def run_files(run_dir: Path) -> dict[str, bytes]:

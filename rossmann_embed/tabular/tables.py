@@ -12,6 +12,8 @@ from rossmann_embed.tabular.files import write_csv, write_parquet
 SUFFIXES = (".csv", ".parquet")
 # The first bytes of kinds of file that turn up named .csv: what to call them.
 SIGNATURES = {
+    b"\xff\xfe": "UTF-16 text",  # Excel's "Unicode text"
+    b"\xfe\xff": "UTF-16 text",
     b"PAR1": "a parquet file",
     b"PK\x03\x04": "a zip archive (an .xlsx workbook is one)",
     b"\xd0\xcf\x11\xe0": "an old Office document (.xls?)",
@@ -45,7 +47,8 @@ def check_kind(path: Path, expected: str) -> None:
     kind = file_kind(path)
     if kind != expected:
         wanted = "CSV text" if expected == "text" else expected
-        hint = {"text": "a CSV: rename it to .csv", "a parquet file": "rename it to .parquet"}
+        hint = {"text": "a CSV: rename it to .csv", "a parquet file": "rename it to .parquet",
+                "UTF-16 text": "save the file as UTF-8"}
         raise InputError.at(str(path), f"{wanted}, as the name says", value=kind,
                             hint=hint.get(kind, "export the table as CSV or parquet"))
 

@@ -103,9 +103,14 @@ def train_members(config: NetworkConfig, run_dir: Path, preprocessor: Preprocess
     is_global_zero, members = True, []
     for member in range(config.seeds):
         seed = config.seed + member
-        trainer = train_member(config, budget, run_dir, seed, preprocessor, train, validation,
-                               y_range, bins, resume=resume, callbacks=callbacks,
-                               metadata=metadata, summary=summary)
+        try:
+            trainer = train_member(config, budget, run_dir, seed, preprocessor, train,
+                                   validation, y_range, bins, resume=resume,
+                                   callbacks=callbacks, metadata=metadata, summary=summary)
+        except TrainingFailed:  # no member of the run may claim success
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            (run_dir / TRAINING_FILE).unlink(missing_ok=True)
+            raise
         is_global_zero = trainer.is_global_zero
         members.append({"seed": seed, "steps": int(trainer.global_step),
                         "epochs": int(trainer.current_epoch)})

@@ -19,12 +19,13 @@ import polars as pl
 from rossmann_embed.tabular.columns import infer_roles
 from rossmann_embed.tabular.config import NetworkConfig
 from rossmann_embed.tabular.encoding import check_numbers, missing_numbers
-from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.errors import InputError, TrainingFailed
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.tables import read_table, require_column, write_table
 
 PREDICTION = "prediction"
 FIRST_DATA_LINE = 2  # a CSV's row 0 is on line 2, below the header
+REPORTS = ("config.json", "columns.json", "validation.json", "estimator.json")  # a fit run's
 
 
 @dataclass(kw_only=True)
@@ -63,14 +64,16 @@ def fit_table(config: FitConfig, log=print) -> Path:
         raise InputError.at("options", f"valid network options ({error})") from None
     frame = read_table(config.table)
     X, y = split_target(frame, config)
+    first_line = data_line(config.table)
     roles = infer_roles(X, categorical=config.categorical, continuous=config.continuous,
-                        source=config.table, time_column=config.time_column)  # as the estimator
+                        source=config.table, time_column=config.time_column,
+                        first_line=first_line)  # as the estimator
     log(f"{config.table}: {frame.height:,} rows; columns (--categorical / --continuous to "
         "change):")
     for line in roles.report():
         log(f"  {line}")
     given = [c for c in roles.continuous if c in X.columns]
-    check_numbers(X, given, config.table, first_line=FIRST_DATA_LINE)
+    check_numbers(X, given, config.table, first_line=first_line)
     fill = "median" if config.continuous_scaling == "quantile" else "mean"
     for column, rows in missing_numbers(X, given).items():
         if rows:
@@ -78,6 +81,10 @@ def fit_table(config: FitConfig, log=print) -> Path:
                 f"training {fill})")
     try:
         estimator.fit(X, y)
+    except TrainingFailed:  # the reports of an earlier run in --out must not claim success
+        for name in REPORTS:
+            (run_dir / name).unlink(missing_ok=True)
+        raise
     except ValueError as error:
         if isinstance(error, InputError):
             raise
@@ -112,14 +119,20 @@ def split_target(frame: pl.DataFrame, config: FitConfig) -> tuple[pl.DataFrame, 
     missing = target.is_null() | numbers.is_nan() | numbers.is_infinite()
     if missing.any():
         row = int(missing.arg_max())
+        first_line = data_line(config.table)
+        where = {"line": row + first_line} if first_line is not None else {"row": row}
         raise InputError.at(config.table, "a finite target value on every row (drop or fill "
-                            "the rows without one)", line=row + FIRST_DATA_LINE,
-                            column=config.target, value=target[row] if target[row] is not None
-                            else "")
+                            "the rows without one)", column=config.target,
+                            value=target[row] if target[row] is not None else "", **where)
     X = frame.drop(config.target, *config.drop)
     if X.width == 0:
         raise InputError.at(config.table, "at least one input column beside the target")
     return X, target.cast(pl.Float64).to_numpy()
+
+
+def data_line(path: str | Path) -> int | None:
+    """The line of a CSV's first data row, below the header; None for parquet (rows)."""
+    return FIRST_DATA_LINE if str(path).lower().endswith(".csv") else None
 
 
 def predict_table(run_dir: str | Path, table: str | Path, out: str | Path) -> dict:
@@ -141,7 +154,7 @@ def predict_table(run_dir: str | Path, table: str | Path, out: str | Path) -> di
                             column=PREDICTION)
     inputs = frame.select(estimator.roles_.inputs)
     given = [c for c in estimator.roles_.continuous if c in inputs.columns]
-    check_numbers(inputs, given, str(table), first_line=FIRST_DATA_LINE)
+    check_numbers(inputs, given, str(table), first_line=data_line(table))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FilledValuesWarning)  # counted in the report instead
         predicted = frame.with_columns(pl.Series(PREDICTION, estimator.predict(inputs)))
