@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import polars as pl
 
 from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.tables import as_numbers, given
 
 FEW_CODES = 20  # at most this many distinct integers: always categorical
 MAX_CODES = 2000  # more distinct integers than this: continuous (a count, an amount)
@@ -109,7 +110,7 @@ def infer_roles(frame: pl.DataFrame, *, categorical: Sequence[str] | None = None
             if not dtype.is_numeric() and dtype not in (pl.Boolean, pl.String):
                 raise InputError.at(source, "numbers in a continuous column", column=column,
                                     value=str(dtype))
-            # Text is read as numbers: encoding.check_numbers names any line that is none.
+            # Text is read as numbers: tables.check_numbers names any line that is none.
             role, reason = "continuous", "continuous (named)"
         elif column == time_column and dtype.is_numeric():
             role, reason = "continuous", "continuous (the time column: later values are new)"
@@ -134,20 +135,20 @@ def _numbers_as_text(values: pl.Series, source: str, first_line: int | None) -> 
     number, as when a CSV spells a missing one ``nan``. When nearly all are and they take
     many values, the first that is not is an ``InputError``: a typo must not turn a number
     column into categories."""
-    given = (values.str.strip_chars() != "").fill_null(False)
-    numbers = values.cast(pl.Float64, strict=False)
-    bad = given & numbers.is_null()
-    count = int(given.sum())
+    present = given(values)
+    numbers = as_numbers(values)
+    bad = present & numbers.is_null()
+    count = int(present.sum())
     if not count or int(bad.sum()) > (1 - NUMBER_SHARE) * count:
         return ""
     if bad.any() and numbers.drop_nulls().n_unique() <= FEW_CODES:
         return ""  # codes with a few letters among them (Kaggle's StateHoliday: 0, a, b, c)
     if bad.any():
         row = int(bad.arg_true()[0])
-        where = {"line": row + first_line} if first_line is not None else {"row": row}
         raise InputError.at(source, f"a number, as {1 - bad.sum() / count:.0%} of the column's "
                             "values are (--categorical to embed it as text)",
-                            column=values.name, value=values[row], **where)
+                            column=values.name, value=values[row], row=row,
+                            first_line=first_line)
     return "continuous (numbers written as text)"
 
 

@@ -22,7 +22,8 @@ import torch
 from scipy.special import ndtri
 
 from rossmann_embed.tabular.config import SCALINGS, TARGET_TRANSFORMS
-from rossmann_embed.tabular.errors import NUMBER_RULE, InputError
+from rossmann_embed.tabular.errors import InputError
+from rossmann_embed.tabular.tables import as_numbers
 
 MAX_QUANTILES, MIN_QUANTILES, ROWS_PER_QUANTILE = 1000, 10, 30  # TabM's choice of n_quantiles
 NORMAL_BOUND = 1e-7  # quantile levels clipped to [1e-7, 1 - 1e-7]: outputs within +-5.2
@@ -235,41 +236,6 @@ class Preprocessor:
             {c: list(q) for c, q in data["quantiles"].items()},
             data["scaling"], dict(data["means"]), dict(data["stds"]),
         )
-
-
-def check_numbers(frame: pl.DataFrame, columns: list[str], source: str, *,
-                  first_line: int | None = None) -> None:
-    """Each of ``columns`` holds numbers, blanks or NaN (the last two are missing values, which
-    the scaling fills). Text that is not a number, or an infinite value, is an ``InputError``
-    naming the file's line (``first_line`` is row 0's) or else the frame's row, the column
-    and the value: infinity is no measurement but a division by zero upstream."""
-    for column in columns:
-        values = frame.get_column(column)
-        numbers = as_numbers(values)
-        bad = (_given(values) & numbers.is_null()) | numbers.is_infinite()
-        if bad.any():
-            row = int(bad.arg_true()[0])
-            where = {"line": row + first_line} if first_line is not None else {"row": row}
-            raise InputError.at(source, NUMBER_RULE, column=column, value=values[row], **where)
-
-
-def missing_numbers(frame: pl.DataFrame, columns: list[str]) -> dict[str, int]:
-    """Per column of ``columns``, the rows whose value is blank or NaN (filled by the scaling)."""
-    return {c: int(as_numbers(frame.get_column(c)).fill_nan(None).null_count())
-            for c in columns}
-
-
-def as_numbers(values: pl.Series) -> pl.Series:
-    """A column as float64: blank text is missing (null), as is text that is no number
-    (``check_numbers`` refuses that first)."""
-    return values.cast(pl.Float64, strict=False)
-
-
-def _given(values: pl.Series) -> pl.Series:
-    """Which values are there: not null, and, for text, not blank."""
-    if values.dtype == pl.String:
-        return (values.str.strip_chars() != "").fill_null(False)
-    return values.is_not_null()
 
 
 def _require_columns(frame: pl.DataFrame, columns: list[str], source: str) -> None:

@@ -22,12 +22,16 @@ class InputError(ValueError):
         *,
         line: int | None = None,
         row: int | None = None,
+        first_line: int | None = None,
         column: str | None = None,
         value: Any = None,
         hint: str = "",
     ) -> InputError:
         """Build ``train.csv line 12, column 'Date': got '2015-13-01', expected ...``: a
-        file's ``line`` (1 is the header), or a frame's ``row`` (0-based, as in polars)."""
+        file's ``line`` (1 is the header), or a frame's ``row`` (0-based, as in polars); a
+        ``row`` with ``first_line`` (the file line of row 0) is named by its line."""
+        if row is not None and first_line is not None:
+            line, row = row + first_line, None
         where = str(file)
         if line is not None:
             where += f" line {line}"

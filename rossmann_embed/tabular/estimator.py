@@ -32,14 +32,13 @@ from rossmann_embed.tabular.encoding import (
     ColumnSpec,
     EncodedTable,
     Preprocessor,
-    check_numbers,
     forward_target,
-    missing_numbers,
 )
 from rossmann_embed.tabular.files import atomic_write, write_json
 from rossmann_embed.tabular.frames import to_frame
 from rossmann_embed.tabular.metrics import mae, rmse, rmspe
 from rossmann_embed.tabular.runs import load_tabular_run
+from rossmann_embed.tabular.tables import check_numbers, missing_numbers
 from rossmann_embed.tabular.training import TRAINING_FILE, train_members
 
 DEFAULTS = NetworkConfig()  # the estimator's defaults are the config's, stated once

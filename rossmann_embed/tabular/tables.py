@@ -1,4 +1,5 @@
-"""Read and write a user's table (CSV or parquet) with one clear line for anything wrong."""
+"""Read and write a user's table (CSV or parquet), and check its numbers, with one clear line
+for anything wrong."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rossmann_embed.tabular.errors import InputError, first_line
+from rossmann_embed.tabular.errors import NUMBER_RULE, InputError, first_line
 from rossmann_embed.tabular.files import write_csv, write_parquet
 
 SUFFIXES = (".csv", ".parquet")
@@ -99,3 +100,38 @@ def require_column(frame: pl.DataFrame, column: str, source: str, what: str) -> 
     if column not in frame.columns:
         raise InputError.at(source, f"a {what} column named {column!r} (columns: "
                             f"{', '.join(frame.columns)})", column=column)
+
+
+def check_numbers(frame: pl.DataFrame, columns: list[str], source: str, *,
+                  first_line: int | None = None) -> None:
+    """Each of ``columns`` holds numbers, blanks or NaN (the last two are missing values, which
+    the scaling fills). Text that is not a number, or an infinite value, is an ``InputError``
+    naming the file's line (``first_line`` is row 0's) or else the frame's row, the column
+    and the value: infinity is no measurement but a division by zero upstream."""
+    for column in columns:
+        values = frame.get_column(column)
+        numbers = as_numbers(values)
+        bad = (given(values) & numbers.is_null()) | numbers.is_infinite()
+        if bad.any():
+            row = int(bad.arg_true()[0])
+            raise InputError.at(source, NUMBER_RULE, column=column, value=values[row], row=row,
+                                first_line=first_line)
+
+
+def missing_numbers(frame: pl.DataFrame, columns: list[str]) -> dict[str, int]:
+    """Per column of ``columns``, the rows whose value is blank or NaN (filled by the scaling)."""
+    return {c: int(as_numbers(frame.get_column(c)).fill_nan(None).null_count())
+            for c in columns}
+
+
+def as_numbers(values: pl.Series) -> pl.Series:
+    """A column as float64: blank text is missing (null), as is text that is no number
+    (``check_numbers`` refuses that first)."""
+    return values.cast(pl.Float64, strict=False)
+
+
+def given(values: pl.Series) -> pl.Series:
+    """Which values are there: not null, and, for text, not blank."""
+    if values.dtype == pl.String:
+        return (values.str.strip_chars() != "").fill_null(False)
+    return values.is_not_null()

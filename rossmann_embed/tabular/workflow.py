@@ -18,10 +18,15 @@ import polars as pl
 
 from rossmann_embed.tabular.columns import infer_roles
 from rossmann_embed.tabular.config import NetworkConfig
-from rossmann_embed.tabular.encoding import check_numbers, missing_numbers
 from rossmann_embed.tabular.errors import InputError, TrainingFailed
 from rossmann_embed.tabular.files import write_json
-from rossmann_embed.tabular.tables import read_table, require_column, write_table
+from rossmann_embed.tabular.tables import (
+    check_numbers,
+    missing_numbers,
+    read_table,
+    require_column,
+    write_table,
+)
 
 PREDICTION = "prediction"
 FIRST_DATA_LINE = 2  # a CSV's row 0 is on line 2, below the header
@@ -119,11 +124,10 @@ def split_target(frame: pl.DataFrame, config: FitConfig) -> tuple[pl.DataFrame, 
     missing = target.is_null() | numbers.is_nan() | numbers.is_infinite()
     if missing.any():
         row = int(missing.arg_max())
-        first_line = data_line(config.table)
-        where = {"line": row + first_line} if first_line is not None else {"row": row}
         raise InputError.at(config.table, "a finite target value on every row (drop or fill "
                             "the rows without one)", column=config.target,
-                            value=target[row] if target[row] is not None else "", **where)
+                            value=target[row] if target[row] is not None else "", row=row,
+                            first_line=data_line(config.table))
     X = frame.drop(config.target, *config.drop)
     if X.width == 0:
         raise InputError.at(config.table, "at least one input column beside the target")
