@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from rossmann_embed.rossmann.backtest import (
+from rossmann_embed.rossmann.boosting import PUBLIC_PARAMS
+from rossmann_embed.rossmann.io import read_table
+from rossmann_embed.rossmann.studies.backtest import (
     Window,
     baseline_rows,
     cut_data,
@@ -31,8 +33,6 @@ from rossmann_embed.rossmann.backtest import (
     predict_lightgbm,
     score,
 )
-from rossmann_embed.rossmann.boosting import PUBLIC_PARAMS
-from rossmann_embed.rossmann.io import read_table
 from rossmann_embed.tabular.files import write_json
 
 DEFAULT_DATA = os.environ.get("ROSSMANN_DATA", "../shared/data/rossmann")

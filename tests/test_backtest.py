@@ -12,15 +12,15 @@ import pytest
 import torch
 
 from rossmann_embed.cli import main
-from rossmann_embed.rossmann.backtest import (
+from rossmann_embed.rossmann.io import read_table
+from rossmann_embed.rossmann.studies.backtest import (
     BacktestOptions,
     backtest,
     cut_data,
     default_windows,
     median_forecast,
 )
-from rossmann_embed.rossmann.io import read_table
-from rossmann_embed.rossmann.synthetic import write_synthetic
+from rossmann_embed.rossmann.studies.synthetic import write_synthetic
 from rossmann_embed.tabular.errors import InputError
 
 TINY_NETWORK = {"epochs": 1, "hidden_sizes": [32, 16], "batch_size": 512}
@@ -128,8 +128,8 @@ def test_backtest_command_checks_its_options(capsys: pytest.CaptureFixture) -> N
 
 
 def test_real_data_cut_of_the_season_window(real_data: Path, tmp_path: Path) -> None:
-    from rossmann_embed.rossmann.backtest import baseline_rows
     from rossmann_embed.rossmann.boosting import LIGHTGBM_FEATURES, lightgbm_features
+    from rossmann_embed.rossmann.studies.backtest import baseline_rows
 
     train = read_table(real_data / "train.csv", "train.csv")
     season = default_windows(train.get_column("Date").max())[2]

@@ -20,7 +20,7 @@ from rossmann_embed.rossmann.boosting import (
 )
 from rossmann_embed.rossmann.features import build_features, model_rows
 from rossmann_embed.rossmann.io import read_rossmann
-from rossmann_embed.rossmann.synthetic import write_synthetic
+from rossmann_embed.rossmann.studies.synthetic import write_synthetic
 
 
 @pytest.fixture(scope="module")

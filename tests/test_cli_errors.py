@@ -100,3 +100,18 @@ def test_bad_fit_options_are_usage_errors(tmp_path: Path, capsys: pytest.Capture
     assert stopped.value.code == 2
     assert "argument --batch-size: expected a whole number of at least 1, got 0" in \
         capsys.readouterr().err
+
+
+def test_a_training_stopped_by_sigterm_exits_143(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    from rossmann_embed.tabular.errors import TrainingInterrupted
+
+    def stopped(args) -> None:
+        raise TrainingInterrupted("training stopped by SIGTERM")
+
+    monkeypatch.setitem(cli.COMMANDS, "demo", stopped)
+    with pytest.raises(SystemExit) as ended:
+        main(["demo", "--out", str(tmp_path)])
+    assert ended.value.code == 143
+    assert capsys.readouterr().err.strip() == "rossmann-embed: error: training stopped by SIGTERM"

@@ -18,16 +18,16 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.utils.estimator_checks import check_estimator
 
-from rossmann_embed.cli import build_parser, main
-from rossmann_embed.rossmann.comparison import (
+from rossmann_embed.cli import main
+from rossmann_embed.rossmann.feature_groups import PAPER_FEATURES
+from rossmann_embed.rossmann.studies.comparison import (
     CompareOptions,
     comparison_split,
     freeze_one_hot,
     setting_spec,
 )
-from rossmann_embed.rossmann.comparison_report import paper_layout, with_and_without
-from rossmann_embed.rossmann.feature_groups import PAPER_FEATURES
-from rossmann_embed.rossmann.synthetic import write_synthetic
+from rossmann_embed.rossmann.studies.comparison_report import paper_layout, with_and_without
+from rossmann_embed.rossmann.studies.synthetic import write_synthetic
 from rossmann_embed.tabular.embedding_encoder import EmbeddingEncoder, embedding_rows
 from rossmann_embed.tabular.encoding import ColumnSpec, Preprocessor
 from rossmann_embed.tabular.metrics import mape
@@ -256,13 +256,6 @@ def test_network_learning_rate_is_the_settings_unless_given():
     for given in (0.01, 0.0):
         options = CompareOptions(data_dir="d", out="o", learning_rate=given)
         assert options.network_learning_rate("full") == given
-
-
-def test_cli_defaults_are_compare_options_defaults():
-    args = build_parser().parse_args(["compare", "--data-dir", "d", "--out", "o"])
-    options = CompareOptions(data_dir="d", out="o")
-    for name in CompareOptions.__dataclass_fields__:
-        assert getattr(args, name) == getattr(options, name), name
 
 
 @pytest.fixture(scope="module")

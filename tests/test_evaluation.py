@@ -18,7 +18,7 @@ from rossmann_embed.rossmann.evaluation import evaluate, parse_date, rmspe_by
 from rossmann_embed.rossmann.inference import load_run, load_runs, submit
 from rossmann_embed.rossmann.io import read_table
 from rossmann_embed.rossmann.pipeline import fit
-from rossmann_embed.rossmann.synthetic import write_synthetic
+from rossmann_embed.rossmann.studies.synthetic import write_synthetic
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.metrics import rmspe
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from rossmann_embed.cli import main
-from rossmann_embed.rossmann.geography_study import (
+from rossmann_embed.rossmann.studies.geography_study import (
     SETTINGS,
     WIDE_STORE,
     StudyOptions,
     geography_study,
 )
-from rossmann_embed.rossmann.synthetic import write_synthetic
+from rossmann_embed.rossmann.studies.synthetic import write_synthetic
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.model import default_embedding_size
 
@@ -37,7 +37,7 @@ def test_the_wide_store_size_is_the_default_rule() -> None:
 def test_study_writes_every_setting_and_seed(data_dir: Path, tmp_path: Path) -> None:
     messages: list[str] = []
     options = StudyOptions(data_dir=str(data_dir), out=str(tmp_path), **SMALL)
-    report = geography_study(options, progress=messages.append)
+    report = geography_study(options, log=messages.append)
     saved = json.loads((tmp_path / "geography_study.json").read_text())
     assert saved == json.loads(json.dumps(report))
     assert [(r["setting"], r["seed"]) for r in saved["runs"]] == [
@@ -63,7 +63,7 @@ def test_study_writes_every_setting_and_seed(data_dir: Path, tmp_path: Path) -> 
     saved["runs"] = saved["runs"][:3]
     (tmp_path / "geography_study.json").write_text(json.dumps(saved))
     messages.clear()
-    again = geography_study(options, progress=messages.append)
+    again = geography_study(options, log=messages.append)
     assert "1 trainings to run" in messages[0] and len(messages) == 2
     assert [r["mantel_r"] for r in again["runs"][:3]] == [r["mantel_r"]
                                                            for r in report["runs"][:3]]
@@ -72,9 +72,9 @@ def test_study_writes_every_setting_and_seed(data_dir: Path, tmp_path: Path) -> 
 def test_a_rerun_with_another_recipe_is_refused(data_dir: Path, tmp_path: Path) -> None:
     options = StudyOptions(data_dir=str(data_dir), out=str(tmp_path), **{**SMALL,
                            "seeds": 1, "settings": ["paper"]})  # fmt: skip
-    geography_study(options, progress=lambda _: None)
+    geography_study(options, log=lambda _: None)
     with pytest.raises(InputError, match="use another --out"):
-        geography_study(StudyOptions(**{**options.__dict__, "epochs": 2}), progress=print)
+        geography_study(StudyOptions(**{**options.__dict__, "epochs": 2}), log=print)
 
 
 def test_the_command_checks_its_options(capsys: pytest.CaptureFixture[str]) -> None:

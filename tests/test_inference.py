@@ -24,7 +24,7 @@ from rossmann_embed.rossmann.inference import (
 )
 from rossmann_embed.rossmann.io import read_table
 from rossmann_embed.rossmann.pipeline import fit
-from rossmann_embed.rossmann.synthetic import write_synthetic
+from rossmann_embed.rossmann.studies.synthetic import write_synthetic
 from rossmann_embed.tabular.encoding import Preprocessor
 from rossmann_embed.tabular.errors import InputError
 

@@ -91,3 +91,26 @@ def test_training_never_imports_inference() -> None:
 def test_rossmann_training_never_imports_inference() -> None:
     assert "rossmann_embed.rossmann.inference" not in imported_closure(
         "rossmann_embed.rossmann.training")
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "rossmann").glob("*.py")),
+                         ids=lambda p: p.name)
+def test_the_pipeline_imports_no_study(path: Path) -> None:
+    """Studies (backtest, compare, geography study, synthetic data, demo) sit on top of the
+    Rossmann pipeline; the pipeline never reaches into them."""
+    module = f"rossmann_embed.rossmann.{path.stem}"
+    studies = {m for m in imported_closure(module)
+               if m.startswith("rossmann_embed.rossmann.studies")}
+    assert not studies, f"{path.name} imports {sorted(studies)}"
+
+
+def test_the_command_line_starts_without_torch() -> None:
+    """Reading options and --help stay fast: the options' dataclasses are light modules, and
+    each handler imports what it runs."""
+    import subprocess
+    import sys
+
+    code = "import sys, rossmann_embed.cli; print('torch' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert loaded.stdout.strip() == "False"

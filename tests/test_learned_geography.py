@@ -18,10 +18,10 @@ import polars as pl
 import pytest
 
 from rossmann_embed.rossmann.config import TrainConfig
-from rossmann_embed.rossmann.demo import demo
 from rossmann_embed.rossmann.inference import load_run
 from rossmann_embed.rossmann.maps import build_tables, run_weights, score_states
 from rossmann_embed.rossmann.pipeline import fit
+from rossmann_embed.rossmann.studies.demo import demo
 from rossmann_embed.tabular.spatial import GeographyScore
 
 PERMUTATIONS = 999

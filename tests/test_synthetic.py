@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from rossmann_embed.rossmann import synthetic
-from rossmann_embed.rossmann.synthetic import STATES, SyntheticInfo, write_synthetic
+from rossmann_embed.rossmann.studies.synthetic import STATES, SyntheticInfo, write_synthetic
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.spatial import euclidean_distances, mantel_test
 

@@ -13,7 +13,7 @@ from pytorch_lightning import Callback
 
 from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.pipeline import fit
-from rossmann_embed.rossmann.synthetic import write_synthetic
+from rossmann_embed.rossmann.studies.synthetic import write_synthetic
 
 
 class Interrupted(Exception):
@@ -161,7 +161,8 @@ def test_paper_features_and_dropped_groups_are_what_the_run_sees(data_dir, tmp_p
 
 
 def test_the_paper_features_bring_the_papers_recipe_unless_told_otherwise():
-    from rossmann_embed.cli import build_parser, train_config
+    from rossmann_embed.arguments import resolve
+    from rossmann_embed.cli import build_parser
     from rossmann_embed.rossmann.config import PAPER_RECIPE
     from rossmann_embed.rossmann.feature_groups import PAPER_EMBEDDING_SIZES
 
@@ -178,6 +179,31 @@ def test_the_paper_features_bring_the_papers_recipe_unless_told_otherwise():
     parser = build_parser()
     args = parser.parse_args(["train", "--data-dir", "d", "--out", "o", "--features", "paper",
                               "--loss", "mse", "--embedding-size", "State=3"])
-    config = train_config(args, args.subparser)
+    config = resolve(TrainConfig, args, args.subparser)
     assert (config.loss, config.learning_rate, config.embedding_sizes["State"]) == ("mse", 0.03, 3)
     assert config.lightgbm_weight == 0  # the paper's network alone
+
+
+def test_a_sigterm_is_no_success_and_the_run_resumes(data_dir, tmp_path):
+    """`kill` sends SIGTERM, which Lightning turns into a SystemExit with status 0: the run
+    must say it stopped (``TrainingInterrupted``, exit 143 at the command line), claim no
+    success (no training.json or validation.json) and keep its last checkpoint for --resume."""
+    import os
+    import signal
+
+    from rossmann_embed.tabular.errors import TrainingInterrupted
+
+    class Terminate(Callback):
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            if trainer.current_epoch == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    config = _config(data_dir, tmp_path / "run")
+    with pytest.raises(TrainingInterrupted, match="SIGTERM .*--resume"):
+        fit(config, callbacks=[Terminate()])
+    run = Path(config.out)
+    assert not (run / "training.json").exists() and not (run / "validation.json").exists()
+    assert _checkpoint(run, "last.ckpt")["epoch"] == 0
+    fit(config, resume=True)
+    assert _checkpoint(run, "last.ckpt")["epoch"] == 2
+    assert (run / "training.json").is_file() and (run / "validation.json").is_file()

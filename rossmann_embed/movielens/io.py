@@ -13,7 +13,6 @@ import polars as pl
 from rossmann_embed.tabular.errors import InputError
 
 HELP = "download ml-100k.zip from https://grouplens.org/datasets/movielens/100k/"
-FOLDS = [f"u{k}" for k in range(1, 6)]  # GroupLens' canonical 5-fold split
 RATING_COLUMNS = ["user", "movie", "rating", "timestamp"]
 
 

@@ -19,14 +19,15 @@ highest bias among the 1,000 most rated, the principal components of their facto
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from rossmann_embed.movielens.io import FOLDS, read_fold, read_movies, read_ratings, read_users
+from rossmann_embed.movielens.config import MovieLensOptions
+from rossmann_embed.movielens.io import read_fold, read_movies, read_ratings, read_users
 from rossmann_embed.tabular.estimator import EmbeddingRegressor
 from rossmann_embed.tabular.export import (
     factor_tables,
@@ -53,21 +54,6 @@ WELL_KNOWN = ["Silence of the Lambs, The (1991)", "Star Wars (1977)", "Toy Story
               "Godfather, The (1972)", "Fargo (1996)", "Titanic (1997)"]
 AGE_BANDS = [(0, 24, "under 25"), (25, 34, "25-34"), (35, 44, "35-44"), (45, 54, "45-54"),
              (55, 200, "55 and over")]
-
-
-@dataclass
-class MovieLensOptions:
-    """What `rossmann-embed movielens` runs; the defaults are the ones chosen on u1.base."""
-
-    data_dir: str
-    out: str
-    factors: int = 40
-    epochs: int = 5
-    learning_rate: float = 5e-3
-    weight_decay: float = 0.3
-    batch_size: int = 256
-    seeds: int = 5
-    folds: list[str] = field(default_factory=lambda: list(FOLDS))
 
 
 def movielens(options: MovieLensOptions, log=print) -> dict:
@@ -101,6 +87,7 @@ def movielens(options: MovieLensOptions, log=print) -> dict:
     log(f"[movielens] done in {summary['seconds']:.0f} s: " + ", ".join(
         f"{c} RMSE {s['rmse_mean']:.4f} +- {s['rmse_std']:.4f}"
         for c, s in summary["configurations"].items()))
+    log(f"movielens.json, movielens.md and analysis/ written to {out}")
     return summary
 
 

@@ -98,9 +98,14 @@ def rmspe_tables(rows: pl.DataFrame) -> dict[str, pl.DataFrame]:
 
 
 def evaluate(predictor: Predictor, data_dir: str | Path, date_from: dt.date, date_to: dt.date,
-             out_dir: str | Path, *, allow_unknown_stores: bool = False) -> dict:
+             out_dir: str | Path | None = None, *, allow_unknown_stores: bool = False) -> dict:
     """Score ``predictor`` on the labelled days ``date_from`` .. ``date_to`` of ``data_dir``;
-    write ``evaluation.json`` and the figures into ``out_dir``; return the JSON's content."""
+    write ``evaluation.json`` and the figures into ``out_dir`` (default: the first run's
+    ``evaluation/FROM_TO``); return the JSON's content and ``out``, the folder."""
+    if out_dir is None:
+        first = getattr(predictor, "runs", [predictor])[0].path
+        out_dir = (first if first.is_dir() else first.parent) / "evaluation" / \
+            f"{date_from}_{date_to}"
     out_dir = Path(out_dir)
     rows, report = labelled_predictions(predictor, data_dir, date_from, date_to,
                                         allow_unknown_stores=allow_unknown_stores)
@@ -128,7 +133,7 @@ def evaluate(predictor: Predictor, data_dir: str | Path, date_from: dt.date, dat
     plot_daily_totals(rows, out_dir / "daily_sales.png", result["rmspe"])
     plot_store_rmspe(tables["by_store"], out_dir / "store_rmspe.png", result["rmspe"],
                      f"{date_from} .. {date_to}")
-    return result
+    return {**result, "out": str(out_dir)}
 
 
 def format_tables(result: dict) -> str:

@@ -27,8 +27,10 @@ from rossmann_embed.rossmann.io import check_stores_known, check_unique, read_ro
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_csv
 from rossmann_embed.tabular.runs import Logs, TabularRun, load_tabular_run
+from rossmann_embed.tabular.tables import write_table
 
 KAGGLE_TEST_SCHEMA = "test.csv"  # io's schema of a file in Kaggle's test layout
+PREDICTION = "prediction"  # the column `predict` adds, for any run
 
 
 class _Predicts:
@@ -284,6 +286,19 @@ def submission(predicted: pl.DataFrame) -> pl.DataFrame:
     return predicted.select("Id", Sales=pl.col("Prediction")).sort("Id")
 
 
+def predict_table(predictor: Predictor, data_dir: str | Path, table: str | Path,
+                  out: str | Path, *, allow_unknown_stores: bool = False) -> dict:
+    """Write ``table`` (Kaggle's test layout) with a ``prediction`` column, the forecast's
+    sales (0 on closed days), to ``out`` (CSV or parquet), rows in the table's order: what
+    `rossmann-embed predict` writes for a `train` run. Returns ``predict_kaggle``'s report."""
+    predicted, report = predict_kaggle(predictor, data_dir, table,
+                                       allow_unknown_stores=allow_unknown_stores)
+    prediction = predicted.select("Id", pl.col("Prediction").alias(PREDICTION))
+    write_table(read_target(table).join(prediction, on="Id", how="left", maintain_order="left"),
+                out)
+    return report
+
+
 def submit(predictor: Predictor, data_dir: str | Path, out: str | Path,
            test: str | Path | None = None, *, allow_unknown_stores: bool = False) -> dict:
     """Write Kaggle's ``Id,Sales`` for ``test`` (default: the data dir's test.csv) to ``out``,
@@ -302,3 +317,22 @@ def _mean_log(logs: Logs, rows: int) -> np.ndarray:
 
 def _options(options: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+
+
+def prediction_notes(report: dict) -> list[str]:
+    """What a prediction counted, as lines for its user: blank Open taken as open, days
+    without labels, values the model never saw; stores it never saw start with "warning"."""
+    notes = []
+    if report.get("open_blank_as_open"):
+        notes.append(f"note: {report['open_blank_as_open']:,} rows with a blank Open were "
+                     "taken as open")
+    if report.get("unknown_store_rows"):
+        notes.append(f"warning: {report['unknown_stores']:,} stores the model was not trained "
+                     f"on ({report['unknown_store_rows']:,} rows) were predicted with the "
+                     "untrained unknown-store embedding")
+    if report.get("days_with_labels", 0) < report.get("days_requested", 0):
+        notes.append(f"note: train.csv has labelled rows on {report['days_with_labels']} of "
+                     f"the {report['days_requested']} days asked; the others are not scored")
+    notes += [f"note: {rows:,} rows have a {column} value the model never saw (encoded as "
+              "unknown)" for column, rows in report.get("unseen_values", {}).items()]
+    return notes

@@ -4,6 +4,7 @@
 layout::
 
     config.json            the resolved TrainConfig
+    columns.json           the target and each feature's role, as a `fit` run's
     data_report.json       row counts: read, used for features, kept for the model, dropped why
     checkpoints/seed-S/    best.ckpt and last.ckpt of each ensemble member
     logs/seed-S/           Lightning's CSV logs
@@ -38,6 +39,7 @@ from rossmann_embed.rossmann.features import (
     time_split,
 )
 from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.tabular.columns import ColumnRoles
 from rossmann_embed.tabular.encoding import Preprocessor
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_json
@@ -85,6 +87,17 @@ def prepare(config: TrainConfig, table: FeatureTable | None = None
     return train, validation, preprocessor, report
 
 
+def columns_report(preprocessor: Preprocessor) -> dict:
+    """``columns.json``, as a `fit` run writes it: the target, how the network sees it, and
+    each input column's role (the features of ``rossmann.features``) and why."""
+    spec = preprocessor.spec
+    reasons = {**{c: "categorical: a Rossmann feature (embedded)" for c in spec.categorical},
+               **{c: "continuous: a Rossmann feature" for c in spec.continuous}}
+    return {"target": spec.target, "target_transform": spec.target_transform, "dropped": [],
+            **ColumnRoles(list(spec.categorical), list(spec.continuous),
+                          reasons=reasons).to_dict()}
+
+
 def sample_rows(frame: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
     """``n`` rows drawn at random without replacement, in their original order."""
     chosen = np.sort(np.random.default_rng(seed).choice(frame.height, n, replace=False))
@@ -104,6 +117,7 @@ def train_network(config: TrainConfig, resume: bool = False,
     train, validation, preprocessor, report = prepare(config, table)  # bad input stops here
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.json")
+    write_json(run_dir / "columns.json", columns_report(preprocessor))
     write_json(run_dir / "data_report.json", report)
     print(", ".join(f"{k}={v:,}" for k, v in report.items()))
     train_tensors = preprocessor.transform(hide_future(train, config.hide_future, config.seed))

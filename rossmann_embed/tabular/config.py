@@ -47,48 +47,72 @@ class OptionError(ValueError):
         self.option, self.value, self.expected = option, value, expected
 
 
+def option(default: Any = MISSING, help: str = "", *, factory: Any = MISSING,
+           flag: str | None = None, aliases: tuple[str, ...] = (), metavar: str | None = None,
+           choices: tuple[str, ...] | None = None) -> Any:
+    """A config field and what its command-line option says: ``help``, the ``flag`` when it
+    is not the field's name, more ``aliases``, and ``choices``. The CLI generates its options
+    from these (``rossmann_embed.arguments``), so a default is stated once, here."""
+    metadata = {"help": help, "flag": flag, "aliases": aliases, "metavar": metavar,
+                "choices": choices}
+    return field(default=default, default_factory=factory, metadata=metadata)
+
+
 @dataclass
 class NetworkConfig:
     """The model and how Lightning trains it. The defaults are the product's default model."""
 
-    epochs: int | None = None  # None: enough for MIN_STEPS optimizer steps (auto_budget)
-    batch_size: int | None = None  # None: by the training rows (auto_budget)
-    learning_rate: float = 3e-3
-    weight_decay: float = 1e-5
-    loss: str = "mse"
-    seed: int = 0
-    seeds: int = 1  # members of a seed ensemble: seeds seed, seed + 1, ...
-    embedding_sizes: dict[str, int] = field(default_factory=dict)
-    hidden_sizes: list[int] = field(default_factory=lambda: [256, 256])
-    dropout: list[float] = field(default_factory=lambda: [0.0, 0.0])  # costly on CPU, little gain
-    embedding_dropout: float = 0.04
-    batch_norm: bool = False
-    # TabM: members of a weight-sharing ensemble inside one network (1: a plain MLP).
-    ensemble_size: int = 8
-    # Continuous columns embedded piecewise-linearly (bins: training quantiles), periodically
-    # (RealMLP's PBLD), or fed as one number each ("none").
-    numerical_embedding: str = "piecewise"
-    # Continuous columns scaled through their training quantiles onto a normal (robust to
-    # outliers and skew) or by mean and standard deviation ("standard").
-    continuous_scaling: str = "quantile"
-    numerical_bins: int = 48
-    numerical_embedding_size: int = 16
-    # Column pairs whose embeddings' dot product (plus a bias per category and a global bias)
-    # joins the output, as in collaborative filtering; ``mlp`` False leaves only that.
-    factorization: list[list[str]] = field(default_factory=list)
-    mlp: bool = True
-    # The validation score that early stopping and the best checkpoint follow: RMSE in the
-    # target's own units (what a table of one's own is judged by, whatever the transform the
-    # network learns in); Rossmann follows Kaggle's RMSPE.
-    monitor: str = "val_rmse"
-    # Early stopping on validation, in epochs; None: a quarter of the epochs, at least 5.
-    # The best epoch's weights are what a run predicts with.
-    patience: int | None = None
-    accelerator: str = "auto"
-    devices: str = "auto"
-    strategy: str = "auto"
-    precision: str = "32-true"
-    logger: str = "csv"  # or "tensorboard"
+    epochs: int | None = option(
+        None, "training epochs at most (early stopping may end sooner); unset: enough for "
+        f"{MIN_STEPS:,} optimizer steps ({MIN_EPOCHS} to {MAX_EPOCHS})")
+    batch_size: int | None = option(
+        None, f"rows a step; unset: from {MIN_BATCH_SIZE} to {DEFAULT_BATCH_SIZE} as the "
+        "table grows")
+    learning_rate: float = option(3e-3, "peak of the one-cycle schedule", aliases=("--lr",))
+    weight_decay: float = option(1e-5, "AdamW's")
+    loss: str = option("mse", "loss of the target as the network sees it", choices=LOSSES)
+    seed: int = option(0, "seed of the first member")
+    seeds: int = option(1, "train a seed ensemble of this many members: seed, seed + 1, ...")
+    embedding_sizes: dict[str, int] = option(
+        factory=dict, flag="embedding-size", metavar="COLUMN=SIZE",
+        help="override one column's embedding size (repeatable)")
+    hidden_sizes: list[int] = option(factory=lambda: [256, 256], metavar="1000,500",
+                                     help="widths of the MLP's hidden layers")
+    dropout: list[float] = option(  # costly on CPU, little gain
+        factory=lambda: [0.0, 0.0], metavar="0.001,0.01",
+        help="dropout of each hidden layer (one rate: every layer)")
+    embedding_dropout: float = option(0.04, "dropout of the embedded columns")
+    batch_norm: bool = option(False, "batch normalisation after each hidden layer")
+    ensemble_size: int = option(
+        8, "members of the TabM ensemble that share weights inside one network (1: plain MLP)")
+    numerical_embedding: str = option(
+        "piecewise", "how continuous columns enter the network: embedded piecewise-linearly "
+        "(bins: training quantiles), periodically (RealMLP's PBLD) or as one number each",
+        choices=NUMERICAL_EMBEDDINGS)
+    continuous_scaling: str = option(
+        "quantile", "quantile: through training quantiles onto a normal (robust to outliers "
+        "and skew); standard: mean and standard deviation", choices=SCALINGS)
+    numerical_bins: int = option(48, "bins of the piecewise-linear embedding")
+    numerical_embedding_size: int = option(16, "width of each continuous column's embedding")
+    factorization: list[list[str]] = option(
+        factory=list, metavar="A,B",
+        help="add the dot product of two columns' embeddings (same --embedding-size) plus "
+        "per-category biases and a global bias, as collaborative filtering (repeatable)")
+    mlp: bool = option(True, "--no-mlp: the factorization alone")
+    # RMSE in the target's own units is what a table of one's own is judged by, whatever the
+    # transform the network learns in; Rossmann follows Kaggle's RMSPE.
+    monitor: str = option("val_rmse", "validation score for early stopping and the best "
+                          "checkpoint (whose weights a run predicts with)",
+                          choices=MONITORS)
+    patience: int | None = option(
+        None, "epochs without a better validation score before stopping; unset: a quarter "
+        "of the epochs, at least 5")
+    accelerator: str = option("auto", "Lightning's")
+    devices: str = option("auto", "Lightning's")
+    strategy: str = option("auto", "Lightning's")
+    precision: str = option("32-true", "Lightning's")
+    logger: str = option("csv", "Lightning logger under RUN/logs (a CSV log is always kept)",
+                         choices=LOGGERS)
 
     def check(self) -> None:
         """Raise ``OptionError`` for the first option outside what is allowed."""
@@ -197,10 +221,15 @@ def per_layer_dropout(dropout: list[float], n_layers: int) -> list[float]:
     return dropout[:1] * n_layers if same else dropout
 
 
-def require(config: NetworkConfig, name: str, ok: bool, expected: str) -> None:
+def require(config: Any, name: str, ok: bool, expected: str) -> None:
     """``OptionError`` for ``config.name`` unless ``ok``."""
     if not ok:
         raise OptionError(name, getattr(config, name), expected)
+
+
+def is_whole(value: Any, least: int) -> bool:
+    """Whether ``value`` is a whole number (not a bool) of at least ``least``."""
+    return _is_int(value) and value >= least
 
 
 def _is_list(value: Any) -> bool:

@@ -51,6 +51,11 @@ class TrainingFailed(RuntimeError):
     message says what happened and what to try. The CLI prints it as one line, status 1."""
 
 
+class TrainingInterrupted(TrainingFailed):
+    """Training was stopped from outside (SIGTERM, as ``kill`` or a scheduler sends): the run
+    is incomplete but keeps its last checkpoints for ``--resume``. The CLI exits with 143."""
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an exception's message ("" if it has none): what a one-line report
     of a library's complaint quotes."""

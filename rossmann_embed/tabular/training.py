@@ -26,11 +26,12 @@ import torch
 from pytorch_lightning import Callback, LightningModule, Trainer, seed_everything
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from rossmann_embed.tabular.config import Budget, NetworkConfig, auto_budget
 from rossmann_embed.tabular.data import TensorDataModule
 from rossmann_embed.tabular.encoding import EncodedTable, Preprocessor
-from rossmann_embed.tabular.errors import TrainingFailed
+from rossmann_embed.tabular.errors import TrainingFailed, TrainingInterrupted
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.model import EntityEmbeddingRegressor, numerical_bins
 
@@ -107,8 +108,9 @@ def train_members(config: NetworkConfig, run_dir: Path, preprocessor: Preprocess
             trainer = train_member(config, budget, run_dir, seed, preprocessor, train,
                                    validation, y_range, bins, resume=resume,
                                    callbacks=callbacks, metadata=metadata, summary=summary)
-        except TrainingFailed:  # no member of the run may claim success
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        except TrainingFailed as error:  # no member of the run may claim success
+            if not isinstance(error, TrainingInterrupted):  # kept for --resume
+                shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
             (run_dir / TRAINING_FILE).unlink(missing_ok=True)
             raise
         is_global_zero = trainer.is_global_zero
@@ -185,8 +187,14 @@ def train_member(config: NetworkConfig, budget: Budget, run_dir: Path, seed: int
     with warnings.catch_warnings():
         if earlier is not None:  # "previous log files will be deleted": put back below
             warnings.filterwarnings("ignore", message="Experiment logs directory")
-        trainer.fit(model, datamodule=data, ckpt_path=last if resuming else None,
-                    weights_only=True)
+        try:
+            trainer.fit(model, datamodule=data, ckpt_path=last if resuming else None,
+                        weights_only=True)
+        except SIGTERMException:  # a SystemExit with status 0: it must not pass for success
+            raise TrainingInterrupted(
+                f"training stopped by SIGTERM (member seed {seed}, epoch "
+                f"{trainer.current_epoch}); --resume continues from its last checkpoint",
+            ) from None
     if earlier is not None and trainer.is_global_zero:  # the rank that logs
         _put_back_earlier_epochs(log_file, earlier)
     if trainer.is_global_zero:

@@ -67,10 +67,11 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from rossmann_embed.rossmann.comparison_report import write_outputs
+from rossmann_embed.rossmann.config import CompareOptions
 from rossmann_embed.rossmann.feature_groups import PAPER_EMBEDDING_SIZES, PAPER_FEATURES
 from rossmann_embed.rossmann.features import build_features, hide_future, model_rows
 from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.rossmann.studies.comparison_report import write_outputs
 from rossmann_embed.tabular.data import TensorDataModule
 from rossmann_embed.tabular.embedding_encoder import EmbeddingEncoder
 from rossmann_embed.tabular.encoding import ColumnSpec, EncodedTable, Preprocessor
@@ -78,7 +79,6 @@ from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.metrics import mape, rmspe
 from rossmann_embed.tabular.model import EntityEmbeddingRegressor, default_embedding_size
 
-SETTINGS = ("paper", "full")
 N_JOBS = 2  # the machine the budget is set for; scikit-learn's -1 would also count busy cores
 
 # Classic models: the paper's choices where the 20-minute budget allows (see module docstring).
@@ -91,39 +91,7 @@ LIGHTGBM = {"learning_rate": 0.1, "num_leaves": 63, "subsample": 0.7, "subsample
 # The network of the paper: two hidden layers, sigmoid-bounded log output, MAE of log sales.
 HIDDEN_SIZES = (1000, 500)
 EMBEDDING_INIT = 0.05  # Keras' default uniform range, which the paper's embeddings started from
-# Peak of the networks' one-cycle schedule per setting (module docstring: measured choices).
-LEARNING_RATES = {"paper": 3e-2, "full": 3e-3}
 Y_RANGE_HEADROOM = 1.2
-
-
-@dataclass
-class CompareOptions:
-    """What ``compare`` runs; the defaults are the paper's setting."""
-
-    data_dir: str
-    out: str
-    setting: str = "paper"  # paper, full or both
-    train_rows: int = 200_000
-    test_fraction: float = 0.1  # the latest share of days, as test
-    epochs: int = 10
-    batch_size: int = 512
-    learning_rate: float | None = None  # None: the setting's, LEARNING_RATES
-    knn_test_rows: int = 10_000  # 0: all test rows
-    hide_future: float = 0.5  # share of training rows, as in `train` (module docstring)
-    lightgbm: bool = True  # used when installed
-    seed: int = 0
-
-    def network_learning_rate(self, setting: str) -> float:
-        """The peak learning rate of the networks in ``setting``."""
-        return LEARNING_RATES[setting] if self.learning_rate is None else self.learning_rate
-
-    def settings(self) -> list[str]:
-        """The settings to run, in order."""
-        if self.setting == "both":
-            return list(SETTINGS)
-        if self.setting not in SETTINGS:
-            raise InputError.at("--setting", "paper, full or both", value=self.setting)
-        return [self.setting]
 
 
 @dataclass
@@ -409,4 +377,5 @@ def compare(options: CompareOptions) -> pl.DataFrame:
         "results": results.to_dicts(),
     }
     write_outputs(Path(options.out), results, report)
+    print(f"comparison.md, .csv, .png and .json written to {options.out}", flush=True)
     return results

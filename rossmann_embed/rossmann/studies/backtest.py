@@ -25,7 +25,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rossmann_embed.rossmann.config import TrainConfig
+from rossmann_embed.rossmann.config import BacktestOptions, TrainConfig
 from rossmann_embed.rossmann.io import read_table
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import atomic_write, write_csv, write_json
@@ -110,18 +110,6 @@ def cut_data(data_dir: Path, train: pl.DataFrame, window: Window, out: Path) -> 
 
 
 # --- the models -----------------------------------------------------------------------------
-
-
-@dataclass
-class BacktestOptions:
-    """What ``backtest`` runs: the windows, and the network's training configuration."""
-
-    data_dir: str
-    out: str
-    windows: int = 3
-    horizon: int = 48
-    seeds: int = 1
-    network: dict = field(default_factory=dict)  # TrainConfig fields (a --config file)
 
 
 def network_config(options: BacktestOptions, cut: Path, run_dir: Path) -> TrainConfig:
@@ -333,7 +321,11 @@ def backtest(options: BacktestOptions, log: Callable[[str], None] = print) -> di
                            {**daily, window.name: daily_rmspe(actual, predictions)})
         daily[window.name] = daily_rmspe(actual, predictions)
         results.append(result)
-    return _write_reports(out, results, options, time.perf_counter() - start, daily)
+    summary = _write_reports(out, results, options, time.perf_counter() - start, daily)
+    log(f"mean RMSPE over {summary['windows_done']} windows: forecast "
+        f"{summary['mean_rmspe']:.4f}, LightGBM {summary['mean_lightgbm_rmspe']:.4f}, median "
+        f"{summary['mean_median_rmspe']:.4f}; backtest.json, .md and .png written to {out}")
+    return summary
 
 
 def _window_result(where: Path, window: Window, actual: pl.DataFrame) -> dict:

@@ -11,7 +11,7 @@ from rossmann_embed.rossmann.inference import load_run, load_runs, submit
 from rossmann_embed.rossmann.io import read_stores
 from rossmann_embed.rossmann.maps import write_run_maps
 from rossmann_embed.rossmann.pipeline import fit
-from rossmann_embed.rossmann.synthetic import write_synthetic
+from rossmann_embed.rossmann.studies.synthetic import write_synthetic
 
 DEMO_STORES = 60
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ import numpy as np
 import polars as pl
 
 from rossmann_embed.rossmann.config import PAPER_RECIPE, TrainConfig
+from rossmann_embed.tabular.config import option
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_json, write_text
 
@@ -84,13 +85,17 @@ ORDER = {s.name: i for i, s in enumerate(SETTINGS)}
 class StudyOptions:
     """What the study trains. The defaults finish within an hour on 2 CPU cores."""
 
-    data_dir: str
-    out: str
-    seeds: int = 3
-    train_rows: int = 300_000  # random sample of the training period's 755k rows
-    epochs: int = 8
-    permutations: int = 9999
-    settings: list[str] = field(default_factory=lambda: [s.name for s in SETTINGS])
+    data_dir: str = option(help="folder with Kaggle's Rossmann files")
+    out: str = option(help="folder for geography_study.{json,md,png} and the runs (a rerun "
+                      "continues)")
+    seeds: int = option(3, "seeds per setting")
+    train_rows: int = option(300_000, "random training rows per network (of the training "
+                             "period's 755k)", metavar="N")
+    epochs: int = option(8, "epochs of each network")
+    permutations: int = option(9999, "permutations of each Mantel test")
+    settings: list[str] = option(factory=lambda: [s.name for s in SETTINGS],
+                                 metavar="NAME[,NAME...]", help="settings to run: "
+                                 + ", ".join(s.name for s in SETTINGS))
 
     def check(self) -> None:
         """An ``InputError`` naming the first option outside what is allowed."""
@@ -113,7 +118,7 @@ class StudyOptions:
                 "settings": {s.name: s.overrides() for s in SETTINGS}}
 
 
-def geography_study(options: StudyOptions, progress: Callable[[str], None] = print
+def geography_study(options: StudyOptions, log: Callable[[str], None] = print
                     ) -> dict[str, Any]:
     """Train and score every setting x seed not yet in ``out/geography_study.json``; write
     the json, the markdown table and the figure; return the json's content."""
@@ -130,7 +135,7 @@ def geography_study(options: StudyOptions, progress: Callable[[str], None] = pri
     settings = [s for s in SETTINGS if s.name in options.settings]
     todo = [(s, seed) for s in settings for seed in range(options.seeds)
             if (s.name, seed) not in results]
-    progress(f"geography study: {len(settings)} settings x {options.seeds} seeds, "
+    log(f"geography study: {len(settings)} settings x {options.seeds} seeds, "
              f"{len(todo)} trainings to run, {options.train_rows:,} rows, "
              f"{options.epochs} epochs each -> {out}")
     # One network recipe for every setting, the paper's, so that only what a setting names
@@ -150,7 +155,7 @@ def geography_study(options: StudyOptions, progress: Callable[[str], None] = pri
         results[setting.name, seed] = result
         write_json(path, _report(options, results))
         left = (time.perf_counter() - started) / done * (len(todo) - done)
-        progress(f"[{done}/{len(todo)}] {setting.name}, seed {seed}: Mantel r "
+        log(f"[{done}/{len(todo)}] {setting.name}, seed {seed}: Mantel r "
                  f"{result['mantel_r']:.2f} (p {result['mantel_p']:.4f}), RMSPE "
                  f"{result['rmspe']:.4f}, {result['seconds']:.0f} s; about {left / 60:.0f} "
                  "min left")
@@ -163,6 +168,10 @@ def geography_study(options: StudyOptions, progress: Callable[[str], None] = pri
         "Mantel r: State embedding distances against the capitals' distances",
         "Mantel r (each seed; mean +- sd)",
     )
+    for s in report["settings"]:
+        log(f"{s['name']:>24}: Mantel r {s['mantel_r_mean']:.2f} +- {s['mantel_r_sd'] or 0:.2f}"
+            f", RMSPE {s['rmspe_mean']:.4f}")
+    log(f"geography_study.json, .md and .png written to {out}")
     return report
 
 
