@@ -9,11 +9,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
+from conftest import shop_table
 
 from rossmann_embed.cli import main
 from rossmann_embed.rossmann.studies.synthetic import write_synthetic
 from rossmann_embed.runs import is_fit_run, load_run
-from conftest import shop_table
 
 SHARED = {"config.json", "columns.json", "training.json", "validation.json", "metrics.csv",
           "checkpoints", "logs"}
