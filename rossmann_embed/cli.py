@@ -19,7 +19,7 @@ from rossmann_embed.arguments import add_options, column_pair, resolve, typed
 from rossmann_embed.movielens.config import MovieLensOptions
 from rossmann_embed.rossmann.config import BacktestOptions, CompareOptions, TrainConfig
 from rossmann_embed.rossmann.studies.geography_study import StudyOptions
-from rossmann_embed.tabular.config import read_settings
+from rossmann_embed.tabular.config import FitConfig, read_settings
 from rossmann_embed.tabular.console import quiet_libraries
 from rossmann_embed.tabular.errors import (
     InputError,
@@ -27,7 +27,6 @@ from rossmann_embed.tabular.errors import (
     TrainingInterrupted,
     first_line,
 )
-from rossmann_embed.tabular.workflow import FitConfig
 
 DEBUG_VARIABLE = "ROSSMANN_EMBED_DEBUG"
 # Exit statuses: bad input 2, stopped by SIGTERM 128 + 15 (as the shell reports it); a

@@ -160,8 +160,8 @@ def _movie_map(top: pl.DataFrame, vectors: np.ndarray, explained: np.ndarray, ou
                            "x": scores[order, 0], "y": scores[order, 1]})
     return plot_labelled_map(
         points, f"Movie factors: the {MAP_MOVIES} most rated movies", out / "movie_pc1_pc2.png",
-        f"principal component 1 ({explained[0]:.1%} of variance)",
-        f"principal component 2 ({explained[1]:.1%} of variance)", size=(13.0, 10.5),
+        (f"principal component 1 ({explained[0]:.1%} of variance)",
+         f"principal component 2 ({explained[1]:.1%} of variance)"), size=(13.0, 10.5),
         fontsize=8.0)
 
 
@@ -175,8 +175,8 @@ def _user_map(model: EmbeddingRegressor, users: pl.DataFrame, out: Path) -> Path
     points = table.select(band.alias("group")).with_columns(x=scores[:, 0], y=scores[:, 1])
     return plot_points_by_group(
         points, f"{table.height} user embeddings by age", out / "users_by_age.png",
-        f"principal component 1 ({explained[0]:.1%} of variance)",
-        f"principal component 2 ({explained[1]:.1%} of variance)", group_title="age")
+        (f"principal component 1 ({explained[0]:.1%} of variance)",
+         f"principal component 2 ({explained[1]:.1%} of variance)"), group_title="age")
 
 
 def _neighbours(table: pl.DataFrame, out: Path) -> dict:

@@ -148,7 +148,7 @@ def _state_figures(proj: pl.DataFrame, axes: dict[str, tuple], figures: Path) ->
     for m in ("pca", "tsne"):
         points = proj.select(label, x=f"{m}_x", y=f"{m}_y")
         paths.append(plot_labelled_map(
-            points, f"State embeddings ({METHOD_NAMES[m]})", figures / f"state_{m}.png", *axes[m],
+            points, f"State embeddings ({METHOD_NAMES[m]})", figures / f"state_{m}.png", axes[m],
             equal_aspect=m == "pca",
         ))  # fmt: skip
     return paths
@@ -165,7 +165,7 @@ def _store_figures(proj: pl.DataFrame, axes: dict[str, tuple], figures: Path) ->
             points = proj.select(group.alias("group"), x=f"{m}_x", y=f"{m}_y")
             paths.append(plot_points_by_group(
                 points, f"{n} store embeddings by {title} ({METHOD_NAMES[m]})",
-                figures / f"store_{m}{suffix}.png", *axes[m], group_title=title,
+                figures / f"store_{m}{suffix}.png", axes[m], group_title=title,
                 equal_aspect=m == "pca",
             ))  # fmt: skip
     return paths

@@ -184,6 +184,35 @@ class NetworkConfig:
         return cls.from_dict(read_settings(path))
 
 
+@dataclass(kw_only=True)
+class FitConfig(NetworkConfig):
+    """Everything that decides a ``fit`` run: the table, its target, the columns' roles, the
+    validation split, and the network and Trainer options."""
+
+    table: str = option(help="CSV or parquet file to learn from")
+    target: str = option(help="the numeric column to predict")
+    out: str = option(help="run directory to write")
+    categorical: list[str] = option(factory=list, metavar="A,B", help="columns to embed "
+                                    "(the others' roles are inferred and reported)")
+    continuous: list[str] = option(factory=list, metavar="C,D", help="columns taken as numbers")
+    drop: list[str] = option(factory=list, metavar="COLUMNS",
+                             help="columns to leave out (ids, leaks)")
+    time_column: str | None = option(None, "validation is the latest share of this column's "
+                                     "span (unset: a seeded random share of the rows)")
+    validation_fraction: float = option(0.1, "share held out for early stopping (0: none)",
+                                        metavar="F")
+    target_transform: str = option("auto", "auto: log1p for counts (whole numbers >= 0), "
+                                   "else none", choices=("auto", *TARGET_TRANSFORMS))
+
+    def check(self) -> None:
+        """The core's checks, then the split's (``OptionError`` for the first)."""
+        super().check()
+        require(self, "validation_fraction", _is_number(self.validation_fraction)
+                and 0 <= self.validation_fraction < 1, "a share in [0, 1)")
+        require(self, "target_transform", self.target_transform in ("auto", *TARGET_TRANSFORMS),
+                f"'auto' or one of {', '.join(TARGET_TRANSFORMS)}")
+
+
 @dataclass(frozen=True)
 class Budget:
     """How long a run trains: rows a step, epochs, and epochs without improvement before

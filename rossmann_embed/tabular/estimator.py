@@ -11,11 +11,12 @@ directory of plain JSON plus weights-only checkpoints.
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import tempfile
 import warnings
-from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from rossmann_embed.tabular.columns import ColumnRoles, infer_roles
-from rossmann_embed.tabular.config import TARGET_TRANSFORMS, NetworkConfig, per_layer_dropout
+from rossmann_embed.tabular.config import FitConfig, NetworkConfig, per_layer_dropout
 from rossmann_embed.tabular.console import quiet_libraries
 from rossmann_embed.tabular.encoding import (
     ColumnSpec,
@@ -41,7 +42,29 @@ from rossmann_embed.tabular.runs import load_tabular_run
 from rossmann_embed.tabular.tables import check_numbers, missing_numbers
 from rossmann_embed.tabular.training import TRAINING_FILE, train_members
 
-DEFAULTS = NetworkConfig()  # the estimator's defaults are the config's, stated once
+
+def estimator_parameters() -> dict[str, Any]:
+    """The estimator's parameters and their defaults: ``FitConfig``'s options (but the file,
+    the target and ``out``), immutable (lists as tuples, one dropout rate for every layer,
+    empty containers as None), then ``y_range`` and ``out``; stated once, in the config."""
+    defaults = FitConfig(table="", target="", out="")
+    parameters: dict[str, Any] = {}
+    for name in CONFIG_FIELDS:
+        value = getattr(defaults, name)
+        if name == "dropout":
+            value = value[0]
+        elif isinstance(value, list | dict):
+            value = tuple(value) if value else None
+        parameters[name] = value
+    return {**parameters, "y_range": "auto", "out": None}
+
+
+# The table's options first (``drop``: X is the columns to use), then the network's.
+FILE_OPTIONS = ("table", "target", "out", "drop")  # `fit`'s, not the estimator's
+CONFIG_FIELDS = [*(f.name for f in fields(FitConfig) if f.name not in FILE_OPTIONS
+                   and f.name not in NetworkConfig.__dataclass_fields__),
+                 *NetworkConfig.__dataclass_fields__]
+PARAMETERS = estimator_parameters()
 ESTIMATOR_FILE = "estimator.json"
 TARGET = "__target__"  # the target's column inside the model's frames
 Y_RANGE_MARGIN = 0.1  # auto y_range: the training targets' span, widened by 10% each side
@@ -77,46 +100,20 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
             (``config.auto_budget``).
     """
 
-    def __init__(
-        self,
-        categorical: Sequence[str] | None = None,
-        continuous: Sequence[str] | None = None,
-        target_transform: str = "auto",
-        y_range: tuple[float, float] | str | None = "auto",
-        time_column: str | None = None,
-        validation_fraction: float = 0.1,
-        epochs: int | None = DEFAULTS.epochs,
-        batch_size: int | None = DEFAULTS.batch_size,
-        learning_rate: float = DEFAULTS.learning_rate,
-        weight_decay: float = DEFAULTS.weight_decay,
-        loss: str = DEFAULTS.loss,
-        seed: int = DEFAULTS.seed,
-        seeds: int = DEFAULTS.seeds,
-        embedding_sizes: dict[str, int] | None = None,
-        hidden_sizes: Sequence[int] = tuple(DEFAULTS.hidden_sizes),
-        dropout: float = DEFAULTS.dropout[0],
-        embedding_dropout: float = DEFAULTS.embedding_dropout,
-        batch_norm: bool = DEFAULTS.batch_norm,
-        factorization: Sequence[Sequence[str]] | None = None,
-        mlp: bool = DEFAULTS.mlp,
-        ensemble_size: int = DEFAULTS.ensemble_size,
-        numerical_embedding: str = DEFAULTS.numerical_embedding,
-        numerical_bins: int = DEFAULTS.numerical_bins,
-        numerical_embedding_size: int = DEFAULTS.numerical_embedding_size,
-        continuous_scaling: str = DEFAULTS.continuous_scaling,
-        monitor: str = DEFAULTS.monitor,
-        patience: int | None = DEFAULTS.patience,
-        accelerator: str = DEFAULTS.accelerator,
-        devices: str = DEFAULTS.devices,
-        strategy: str = DEFAULTS.strategy,
-        precision: str = DEFAULTS.precision,
-        logger: str = DEFAULTS.logger,
-        out: str | None = None,
-    ) -> None:
-        # scikit-learn convention: store the parameters untouched, check them in fit.
-        for name, value in dict(locals()).items():
-            if name != "self":
-                setattr(self, name, value)
+    def __init__(self, **params: Any) -> None:
+        # scikit-learn convention: store the parameters untouched, check them in fit. The
+        # signature scikit-learn reads (get_params, clone) is PARAMETERS' (set below).
+        unknown = sorted(set(params) - set(PARAMETERS))
+        if unknown:
+            raise TypeError(f"EmbeddingRegressor got an unexpected keyword argument {unknown[0]!r}"
+                            f" (parameters: {', '.join(PARAMETERS)})")
+        for name, default in PARAMETERS.items():
+            setattr(self, name, params.get(name, default))
+
+    __init__.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+          for name, default in PARAMETERS.items())])
 
     # ---- scikit-learn API ----------------------------------------------------------------------
 
@@ -298,23 +295,21 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
     # ---- helpers -------------------------------------------------------------------------------
 
     def check_params(self) -> NetworkConfig:
-        """The network and Trainer options, checked (``fit`` does it first); a ValueError
-        names the parameter, the value and what is allowed."""
-        if self.target_transform not in ("auto", *TARGET_TRANSFORMS):
-            raise ValueError(f"target_transform must be 'auto' or one of {TARGET_TRANSFORMS}, "
-                             f"got {self.target_transform!r}")
-        if not 0 <= self.validation_fraction < 1:
-            raise ValueError("validation_fraction must be in [0, 1), got "
-                             f"{self.validation_fraction!r}")
+        """The network and Trainer options, checked (``fit`` does it first) by ``FitConfig``:
+        an ``OptionError`` (a ValueError) names the parameter, the value and what is
+        allowed."""
         hidden = list(np.atleast_1d(self.hidden_sizes).tolist())
-        options = {name: getattr(self, name) for name in NetworkConfig.__dataclass_fields__}
-        config = NetworkConfig(**{
-            **options, "hidden_sizes": hidden,
+        options = {name: getattr(self, name) for name in PARAMETERS if name in CONFIG_FIELDS}
+        config = FitConfig(**{
+            **options, "table": "", "target": "", "out": "", "hidden_sizes": hidden,
+            "categorical": list(self.categorical or []),
+            "continuous": list(self.continuous or []),
             "dropout": per_layer_dropout(list(np.atleast_1d(self.dropout).tolist()), len(hidden)),
             "embedding_sizes": dict(self.embedding_sizes or {}),
             "factorization": [list(pair) for pair in self.factorization or []]})
         config.check()
-        return config
+        return NetworkConfig(**{name: getattr(config, name)
+                                for name in NetworkConfig.__dataclass_fields__})
 
     def _split(self, frame: pl.DataFrame, rows: pl.DataFrame) -> tuple[pl.DataFrame, ...]:
         """(train, validation): the latest share of the time column's span, or random rows."""

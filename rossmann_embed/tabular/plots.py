@@ -88,6 +88,9 @@ def group_palette(groups: Sequence[str]) -> tuple[dict[str, str], dict[str, str]
     return colour, marker
 
 
+COMPONENTS = ("component 1", "component 2")  # a projection's axes, unless named
+
+
 # --- figures -----------------------------------------------------------------------------------
 
 
@@ -95,8 +98,7 @@ def plot_labelled_map(
     points: pl.DataFrame,
     title: str,
     path: Path,
-    xlabel: str = "component 1",
-    ylabel: str = "component 2",
+    axis_labels: tuple[str, str] = COMPONENTS,
     *,
     equal_aspect: bool = False,
     size: tuple[float, float] = (7.5, 6.5),
@@ -107,7 +109,7 @@ def plot_labelled_map(
         fig, ax = new_axes(size)
         x, y = points["x"].to_numpy(), points["y"].to_numpy()
         sns.scatterplot(x=x, y=y, ax=ax, s=70, color="#1f77b4", edgecolor="white", zorder=4)
-        label_axes(ax, title, xlabel, ylabel)
+        label_axes(ax, title, *axis_labels)
         _freeze_limits(ax, 0.18, equal_aspect)
         repel_labels(ax, x, y, points["label"].cast(pl.String).to_list(), marker_size=70,
                      fontsize=fontsize)
@@ -136,8 +138,7 @@ def plot_points_by_group(
     points: pl.DataFrame,
     title: str,
     path: Path,
-    xlabel: str = "component 1",
-    ylabel: str = "component 2",
+    axis_labels: tuple[str, str] = COMPONENTS,
     *,
     group_title: str = "group",
     equal_aspect: bool = False,
@@ -146,7 +147,7 @@ def plot_points_by_group(
     with theme():
         fig, ax = new_axes((8.0, 6.5))
         _group_scatter(ax, points, "x", "y", "group", group_title, size=22)
-        label_axes(ax, title, xlabel, ylabel)
+        label_axes(ax, title, *axis_labels)
         _freeze_limits(ax, 0.04, equal_aspect)
         return save_figure(fig, path)
 

@@ -134,12 +134,12 @@ def _column_report(column: str, table: pl.DataFrame, out_dir: Path,
             label = pl.concat_str("value", *[pl.col(c).cast(pl.String) for c in labels[:1]],
                                   separator=" ", ignore_nulls=True)
             paths.append(plot_labelled_map(proj.select(label.alias("label"), **xy), title, path,
-                                           *axes[method], equal_aspect=method == "pca"))
+                                           axes[method], equal_aspect=method == "pca"))
             continue
         group = next((c for c in labels if proj.get_column(c).n_unique() <= GROUPS), None)
         points = proj.select(pl.col(group).cast(pl.String).alias("group") if group
                              else pl.lit(column).alias("group"), **xy)
-        paths.append(plot_points_by_group(points, title, path, *axes[method],
+        paths.append(plot_points_by_group(points, title, path, axes[method],
                                           group_title=group or "", equal_aspect=method == "pca"))
     known = known_rows(table)
     vectors = vectors_of(known)

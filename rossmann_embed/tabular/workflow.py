@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from rossmann_embed.tabular.columns import infer_roles
-from rossmann_embed.tabular.config import TARGET_TRANSFORMS, NetworkConfig, option, require
+from rossmann_embed.tabular.config import FitConfig, NetworkConfig
 from rossmann_embed.tabular.errors import InputError, TrainingFailed
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.tables import (
@@ -31,33 +30,6 @@ from rossmann_embed.tabular.tables import (
 PREDICTION = "prediction"
 FIRST_DATA_LINE = 2  # a CSV's row 0 is on line 2, below the header
 REPORTS = ("config.json", "columns.json", "validation.json", "estimator.json")  # a fit run's
-
-
-@dataclass(kw_only=True)
-class FitConfig(NetworkConfig):
-    """Everything that decides a ``fit`` run: the table, its target, the columns' roles, the
-    validation split, and the network and Trainer options."""
-
-    table: str = option(help="CSV or parquet file to learn from")
-    target: str = option(help="the numeric column to predict")
-    out: str = option(help="run directory to write")
-    categorical: list[str] = option(factory=list, metavar="A,B", help="columns to embed "
-                                    "(the others' roles are inferred and reported)")
-    continuous: list[str] = option(factory=list, metavar="C,D", help="columns taken as numbers")
-    drop: list[str] = option(factory=list, metavar="COLUMNS",
-                             help="columns to leave out (ids, leaks)")
-    time_column: str | None = option(None, "validation is the latest share of this column's "
-                                     "span (unset: a seeded random share of the rows)")
-    validation_fraction: float = option(0.1, "share held out for early stopping (0: none)",
-                                        metavar="F")
-    target_transform: str = option("auto", "auto: log1p for counts (whole numbers >= 0), "
-                                   "else none", choices=("auto", *TARGET_TRANSFORMS))
-
-    def check(self) -> None:
-        """The core's checks, then the split's (``OptionError`` for the first)."""
-        super().check()
-        require(self, "validation_fraction", isinstance(self.validation_fraction, int | float)
-                and 0 <= self.validation_fraction < 1, "a share in [0, 1)")
 
 
 def fit_table(config: FitConfig, log=print) -> Path:
