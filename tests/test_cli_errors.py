@@ -9,6 +9,7 @@ import pytest
 
 from rossmann_embed import cli
 from rossmann_embed.cli import main
+from rossmann_embed.tabular.errors import InputError, TrainingFailed, TrainingInterrupted
 
 
 @pytest.mark.parametrize(("options", "message"), [
@@ -102,16 +103,20 @@ def test_bad_fit_options_are_usage_errors(tmp_path: Path, capsys: pytest.Capture
         capsys.readouterr().err
 
 
-def test_a_training_stopped_by_sigterm_exits_143(monkeypatch: pytest.MonkeyPatch,
-                                                 tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture) -> None:
-    from rossmann_embed.tabular.errors import TrainingInterrupted
 
-    def stopped(args) -> None:
-        raise TrainingInterrupted("training stopped by SIGTERM")
+@pytest.mark.parametrize(("error", "status"), [
+    (TrainingFailed("training diverged (member seed 0: ...)"), 1),
+    (TrainingInterrupted("training stopped by SIGTERM"), 143),
+    (InputError("t.csv line 2, column 'x': got 'a', expected a number"), 2),
+])
+def test_each_failure_has_its_exit_status(error: Exception, status: int,
+                                          monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture) -> None:
+    def failing(args) -> None:
+        raise error
 
-    monkeypatch.setitem(cli.COMMANDS, "demo", stopped)
+    monkeypatch.setitem(cli.COMMANDS, "demo", failing)
     with pytest.raises(SystemExit) as ended:
         main(["demo", "--out", str(tmp_path)])
-    assert ended.value.code == 143
-    assert capsys.readouterr().err.strip() == "rossmann-embed: error: training stopped by SIGTERM"
+    assert ended.value.code == status
+    assert capsys.readouterr().err.strip() == f"rossmann-embed: error: {error}"
