@@ -57,6 +57,7 @@ import numpy as np
 import polars as pl
 
 from rossmann_embed.tabular.files import write_json, write_text
+from rossmann_embed.tabular.metrics import rmse
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("fit", "lightgbm", "catboost", "ridge", "realmlp")
@@ -281,12 +282,6 @@ def median_fill(train: pl.DataFrame, others: list[pl.DataFrame],
     exprs = [pl.col(c).cast(pl.Float64).fill_nan(None).fill_null(medians[c] or 0.0)
              for c in columns]
     return [frame.with_columns(exprs) for frame in [train, *others]]
-
-
-def rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
-    """Root mean squared error."""
-    diff = np.asarray(predicted, dtype=float).ravel() - np.asarray(actual, dtype=float)
-    return float(np.sqrt(np.mean(diff**2)))
 
 
 # ---------------------------------------------------------------- models

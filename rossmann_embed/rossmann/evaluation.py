@@ -25,7 +25,7 @@ from rossmann_embed.rossmann.inference import Predictor, check_known_stores, pre
 from rossmann_embed.rossmann.io import read_rossmann
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_json
-from rossmann_embed.tabular.metrics import rmspe
+from rossmann_embed.tabular.metrics import rmspe, rmspe_expr
 from rossmann_embed.tabular.plots import label_axes, new_axes, save_figure, theme
 
 GROUPS = {"by_store_type": "StoreType", "by_state": "State", "by_week": "WeekStart"}
@@ -72,14 +72,12 @@ def labelled_predictions(predictor: Predictor, data_dir: str | Path, date_from: 
 
 def rmspe_by(rows: pl.DataFrame, key: str) -> pl.DataFrame:
     """RMSPE per group of ``key``, with labelled rows, scored rows (Sales != 0) and totals."""
-    scored = pl.col("Sales") != 0
-    pct = ((pl.col("Sales") - pl.col("Prediction")) / pl.col("Sales")).filter(scored)
     return (
         rows.group_by(key)
         .agg(
             rows=pl.len(),
-            scored=scored.sum(),
-            rmspe=pct.pow(2).mean().sqrt(),
+            scored=(pl.col("Sales") != 0).sum(),
+            rmspe=rmspe_expr("Sales", "Prediction"),
             sales=pl.col("Sales").sum(),
             predicted=pl.col("Prediction").sum().round(0),  # a total: cents mean nothing
         )

@@ -56,7 +56,7 @@ from rossmann_embed.tabular.export import (
     vectors_of,
     write_factor_tables,
 )
-from rossmann_embed.tabular.files import write_json, write_text
+from rossmann_embed.tabular.files import write_csv, write_json
 from rossmann_embed.tabular.plots import (
     plot_factor_scatter,
     plot_geography_alignment,
@@ -359,7 +359,7 @@ def write_maps(
                                           f"maps and scores need {MIN_POINTS}")
     if "State" in tables and "State" not in summary["skipped"]:
         proj, axes = projections(tables["State"], seed)
-        paths.append(write_text(out_dir / "projections" / "State.csv", proj.write_csv()))
+        paths.append(write_csv(proj, out_dir / "projections" / "State.csv"))
         paths += _state_figures(proj, axes, figures)
         geography, ensemble = geography_report(
             [t["State"] for t in member_tables], seeds or range(len(members)), reference,
@@ -376,7 +376,7 @@ def write_maps(
         summary["geography"] = geography
     if "Store" in tables and "Store" not in summary["skipped"]:
         proj, axes = projections(tables["Store"], seed)
-        paths.append(write_text(out_dir / "projections" / "Store.csv", proj.write_csv()))
+        paths.append(write_csv(proj, out_dir / "projections" / "Store.csv"))
         paths += _store_figures(proj, axes, figures)
         written, summary["explained_variance"] = _store_factors(
             tables["Store"], out_dir / "factors", figures

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import polars as pl
 
 
 def rmspe(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -13,6 +14,13 @@ def rmspe(y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return float("nan")
     pct = (y_true[keep] - y_pred[keep]) / y_true[keep]
     return float(np.sqrt(np.mean(pct**2)))
+
+
+def rmspe_expr(actual: str, predicted: str) -> pl.Expr:
+    """``rmspe`` as a polars aggregation (per group in ``group_by``): over the rows whose
+    ``actual`` is not 0."""
+    error = (pl.col(actual) - pl.col(predicted)) / pl.col(actual)
+    return error.filter(pl.col(actual) != 0).pow(2).mean().sqrt()
 
 
 def mape(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -37,4 +45,6 @@ def mae(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def _pair(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    # Flat: a model's (n, 1) column against (n,) targets must not broadcast to (n, n).
+    return (np.asarray(y_true, dtype=np.float64).ravel(),
+            np.asarray(y_pred, dtype=np.float64).ravel())

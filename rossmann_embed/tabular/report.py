@@ -37,7 +37,7 @@ from rossmann_embed.tabular.export import (
     write_factor_tables,
     write_projector,
 )
-from rossmann_embed.tabular.files import write_json, write_text
+from rossmann_embed.tabular.files import write_csv, write_json
 from rossmann_embed.tabular.plots import plot_labelled_map, plot_points_by_group
 
 FACTOR_COMPONENTS = 3
@@ -124,7 +124,7 @@ def _column_report(column: str, table: pl.DataFrame, out_dir: Path,
                    seed: int) -> tuple[list[Path], list[float]]:
     stem = safe_name(column)
     proj, axes = projections(table, seed)
-    paths = [write_text(out_dir / "projections" / f"{stem}.csv", proj.write_csv())]
+    paths = [write_csv(proj, out_dir / "projections" / f"{stem}.csv")]
     labels = [c for c in label_columns(table) if c not in ("value", "index")]
     for method in ("pca", "tsne"):
         title = f"{column} embeddings ({METHOD_NAMES[method]})"
@@ -149,5 +149,5 @@ def _column_report(column: str, table: pl.DataFrame, out_dir: Path,
     paths += write_factor_tables(factors, out_dir / "factors", explained=explained,
                                  what=f"{column} values", prefix=stem)
     neighbours = nearest_neighbours(table, NEIGHBOURS)
-    paths.append(write_text(out_dir / "neighbours" / f"{stem}.csv", neighbours.write_csv()))
+    paths.append(write_csv(neighbours, out_dir / "neighbours" / f"{stem}.csv"))
     return paths, [float(e) for e in explained]

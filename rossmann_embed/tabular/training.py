@@ -32,7 +32,7 @@ from rossmann_embed.tabular.config import Budget, NetworkConfig, auto_budget
 from rossmann_embed.tabular.data import TensorDataModule
 from rossmann_embed.tabular.encoding import EncodedTable, Preprocessor
 from rossmann_embed.tabular.errors import TrainingFailed, TrainingInterrupted
-from rossmann_embed.tabular.files import write_json
+from rossmann_embed.tabular.files import write_csv, write_json
 from rossmann_embed.tabular.model import EntityEmbeddingRegressor, numerical_bins
 
 TRAINING_FILE = "training.json"
@@ -241,7 +241,7 @@ def merge_metrics(run_dir: Path) -> None:
         for path in sorted((run_dir / "logs").glob("seed-*/metrics.csv"))
     ]
     if frames:
-        pl.concat(frames, how="diagonal_relaxed").write_csv(run_dir / "metrics.csv")
+        write_csv(pl.concat(frames, how="diagonal_relaxed"), run_dir / "metrics.csv")
 
 
 def _csv_log(run_dir: Path, seed: int) -> Path:
@@ -252,11 +252,11 @@ def _put_back_earlier_epochs(log_file: Path, earlier: pl.DataFrame) -> None:
     """Prepend the logged rows of the epochs before the one a resumed run started with (an
     interrupted epoch was run again, so its old rows go)."""
     if not log_file.is_file():  # nothing left to train: nothing new logged
-        earlier.write_csv(log_file)
+        write_csv(earlier, log_file)
         return
     resumed = pl.read_csv(log_file)
     kept = earlier.filter(pl.col("epoch") < resumed.get_column("epoch").min())
-    pl.concat([kept, resumed], how="diagonal_relaxed").write_csv(log_file)
+    write_csv(pl.concat([kept, resumed], how="diagonal_relaxed"), log_file)
 
 
 def _checkpoints(directory: Path, monitor: str | None) -> list[ModelCheckpoint]:

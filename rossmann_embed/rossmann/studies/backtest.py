@@ -37,8 +37,8 @@ from matplotlib.figure import Figure
 from rossmann_embed.rossmann.config import BacktestOptions, TrainConfig
 from rossmann_embed.rossmann.io import read_table
 from rossmann_embed.tabular.errors import InputError
-from rossmann_embed.tabular.files import atomic_write, write_csv, write_json
-from rossmann_embed.tabular.metrics import rmspe
+from rossmann_embed.tabular.files import atomic_write, write_csv, write_json, write_text
+from rossmann_embed.tabular.metrics import rmspe, rmspe_expr
 
 MODELS = ("network", "lightgbm", "median")
 TEST_COLUMNS = ["Id", "Store", "DayOfWeek", "Date", "Open", "Promo", "StateHoliday",
@@ -195,9 +195,8 @@ def daily_rmspe(actual: pl.DataFrame, predictions: dict[str, pl.DataFrame]) -> p
     frames = []
     for model, predicted in predictions.items():
         joined = actual.join(predicted.select("Id", "Prediction"), on="Id").filter(
-            pl.col("Sales") != 0)
-        pct = (pl.col("Sales") - pl.col("Prediction")) / pl.col("Sales")
-        frames.append(joined.group_by("Date").agg(rmspe=pct.pow(2).mean().sqrt())
+            pl.col("Sales") != 0)  # a day without any scored row has no RMSPE
+        frames.append(joined.group_by("Date").agg(rmspe=rmspe_expr("Sales", "Prediction"))
                       .with_columns(model=pl.lit(model)))
     return pl.concat(frames).sort("model", "Date") if frames else pl.DataFrame()
 
@@ -394,7 +393,7 @@ def _write_reports(out: Path, windows: list[dict], options: BacktestOptions, sec
                    daily: dict[str, pl.DataFrame]) -> dict:
     result = summary(windows, options, seconds)
     write_json(out / "backtest.json", result)
-    atomic_write(out / "backtest.md", lambda tmp: tmp.write_text(markdown(result)))
+    write_text(out / "backtest.md", markdown(result))
     if daily:
         plot_daily(daily, out / "backtest.png")
     return result
