@@ -32,12 +32,6 @@ def test_core_imports_no_dataset_package(path: Path) -> None:
             assert module.startswith("rossmann_embed.tabular"), f"{path.name} imports {module}"
 
 
-def test_the_core_has_the_modules_the_design_names() -> None:
-    modules = {p.stem for p in CORE.glob("*.py")}
-    assert {"encoding", "data", "model", "training", "runs", "estimator", "export", "spatial",
-            "plots", "files", "metrics"} <= modules
-
-
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")),
                          ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_private_names_imported_across_modules(path: Path) -> None:
