@@ -208,9 +208,15 @@ def test_cli_and_script_write_the_same_submission(trained: tuple[Path, Path], tm
     assert (tmp_path / "cli.csv").read_bytes() == (tmp_path / "script.csv").read_bytes()
 
 
-@pytest.mark.parametrize("value", ["2", "-0.1", "abc", "nan"])
-def test_hide_future_outside_0_1_is_refused(value: str, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(("value", "expected"), [
+    ("2", "expected a share between 0 and 1, got 2.0"),
+    ("-0.1", "expected a share between 0 and 1, got -0.1"),
+    ("abc", "invalid float value: 'abc'"),
+    ("nan", "expected a share between 0 and 1, got nan"),
+])
+def test_hide_future_outside_0_1_is_refused(value: str, expected: str,
+                                            capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as stop:
         main(["train", "--data-dir", "x", "--out", "y", "--hide-future", value])
     assert stop.value.code == 2
-    assert "--hide-future: expected a share between 0 and 1" in capsys.readouterr().err
+    assert f"argument --hide-future: {expected}" in capsys.readouterr().err

@@ -217,11 +217,8 @@ def unseen_categories(predictor: Predictor, rows: pl.DataFrame) -> dict[str, int
     runs = predictor.runs if isinstance(predictor, Ensemble) else [predictor]
     counts: dict[str, int] = {}
     for run in runs:
-        for name, vocab in run.preprocessor.vocabularies.items():
-            if name == "Store" or name not in rows.columns:
-                continue  # stores are checked and reported on their own
-            n = int((~rows.get_column(name).is_in(vocab)).sum())
-            if n:
+        for name, n in run.preprocessor.unknown_counts(rows).items():
+            if n and name != "Store":  # stores are checked and reported on their own
                 counts[name] = max(counts.get(name, 0), n)
     return counts
 

@@ -192,16 +192,8 @@ class Preprocessor:
         if not self.vocabularies and self.spec.categorical:
             raise RuntimeError("Preprocessor.transform called before fit")
         _require_columns(frame, [*self.spec.categorical, *self.spec.continuous], source)
-        encoded = frame.select(
-            _categories(frame, name, vocab)
-            .replace_strict(vocab, list(range(1, len(vocab) + 1)), default=0,
-                            return_dtype=pl.Int64)
-            .fill_null(0)
-            .alias(name)
-            for name, vocab in self.vocabularies.items()
-        )
         categorical = torch.from_numpy(
-            encoded.to_numpy().astype(np.int64)
+            self.codes(frame).to_numpy().astype(np.int64)
         ).reshape(len(frame), len(self.vocabularies))
         columns = [self.scale(_numbers(frame, c), c) for c in self.spec.continuous]
         continuous = torch.from_numpy(
@@ -213,6 +205,25 @@ class Preprocessor:
             transformed = forward_target(values, self.spec.target_transform)
             target = torch.from_numpy(transformed.astype(np.float32))
         return EncodedTable(categorical.contiguous(), continuous.contiguous(), target)
+
+    def codes(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Each categorical column's vocabulary index: 1.. for values seen in training, 0 for
+        any other value or a missing one (the embedding's unknown row)."""
+        return frame.select(
+            _categories(frame, name, vocab)
+            .replace_strict(vocab, list(range(1, len(vocab) + 1)), default=0,
+                            return_dtype=pl.Int64)
+            .fill_null(0)
+            .alias(name)
+            for name, vocab in self.vocabularies.items()
+        )
+
+    def unknown_counts(self, frame: pl.DataFrame, source: str = "input frame") -> dict[str, int]:
+        """Rows per categorical column that take the unknown row: counted from the encoding
+        itself, so a value is unknown here exactly when the model treats it so."""
+        _require_columns(frame, list(self.vocabularies), source)
+        codes = self.codes(frame)
+        return {name: int((codes.get_column(name) == 0).sum()) for name in codes.columns}
 
     def fit_transform(self, frame: pl.DataFrame) -> EncodedTable:
         return self.fit(frame).transform(frame)

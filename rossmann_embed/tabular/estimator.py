@@ -185,7 +185,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         return self._filled(self._model_frame(X))
 
     def _filled(self, frame: pl.DataFrame) -> dict[str, dict[str, int]]:
-        unknown = self._unknown(frame)
+        unknown = self.run_.preprocessor.unknown_counts(frame)
         missing = missing_numbers(frame, list(self.run_.preprocessor.spec.continuous))
         return {"unknown_categories": {c: n for c, n in unknown.items() if n},
                 "missing_numbers": {c: n for c, n in missing.items() if n}}
@@ -204,15 +204,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
     def unknown_categories(self, X: Any) -> dict[str, int]:
         """Per categorical column, how many rows of ``X`` hold a value not seen in training
         (missing values included): they take the embedding's unknown row."""
-        return self._unknown(self._model_frame(X))
-
-    def _unknown(self, frame: pl.DataFrame) -> dict[str, int]:
-        preprocessor = self.run_.preprocessor
-        # Index 0 is the unknown row: counted from the encoding itself, so that a value is
-        # "unknown" here exactly when the model treats it so (dates, casts and all).
-        codes = preprocessor.transform(frame).categorical
-        unknown = (codes == 0).sum(dim=0).tolist()
-        return {c: int(n) for c, n in zip(preprocessor.vocabularies, unknown, strict=True)}
+        return self.run_.preprocessor.unknown_counts(self._model_frame(X))
 
     @property
     def embeddings_(self) -> dict[str, pl.DataFrame]:
