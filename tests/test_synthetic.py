@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from rossmann_embed.rossmann import synthetic
+from rossmann_embed.rossmann.studies import synthetic
 from rossmann_embed.rossmann.studies.synthetic import STATES, SyntheticInfo, write_synthetic
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.spatial import euclidean_distances, mantel_test
