@@ -107,7 +107,9 @@ def test_backtest_scores_every_model_and_continues_where_it_stopped(
     # A rerun finds every model done and trains nothing.
     again: list[str] = []
     assert backtest(options, log=again.append)["windows"] == result["windows"]
-    assert len(again) == 6 and all(line.endswith("done before, kept") for line in again)
+    steps, (summary,) = again[:-1], again[-1:]
+    assert len(steps) == 6 and all(line.endswith("done before, kept") for line in steps)
+    assert summary.startswith("mean RMSPE over 2 windows: forecast ")
     # Another network recipe reruns the network only.
     other = BacktestOptions(**{**options.__dict__, "network": {**TINY_NETWORK,
                                                                "lightgbm_weight": 0.0}})
@@ -123,7 +125,7 @@ def test_backtest_command_checks_its_options(capsys: pytest.CaptureFixture) -> N
         with pytest.raises(SystemExit) as exit_info:
             main(["backtest", "--data-dir", "d", "--out", "o", option, "0"])
         assert exit_info.value.code == 2
-        assert f"argument {option}: expected a whole number of at least 1, got '0'" in (
+        assert f"argument {option}: expected a whole number of at least 1, got 0" in (
             capsys.readouterr().err)
 
 
