@@ -197,32 +197,32 @@ def train_member(config: NetworkConfig, budget: Budget, run_dir: Path, seed: int
             ) from None
     if earlier is not None and trainer.is_global_zero:  # the rank that logs
         _put_back_earlier_epochs(log_file, earlier)
-    if trainer.is_global_zero:
-        check_finite(checkpoints, best.best_model_score if monitor else None, seed)
-    return trainer
-
-
-def check_finite(checkpoints: Path, score: torch.Tensor | None, seed: int) -> None:
-    """A member whose best validation score or weights are not finite is no model: its
-    checkpoints are removed, so that nothing claims success, and ``TrainingFailed`` says
-    what happened and what to try."""
-    path = checkpoints / "best.ckpt"
-    problem = None
-    if not path.is_file():
-        problem = "no checkpoint was written"
-    elif score is not None and not torch.isfinite(score):
-        problem = f"its best validation score is not finite ({float(score)})"
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-        broken = [name for name, value in state.items()
-                  if value.is_floating_point() and not torch.isfinite(value).all()]
-        if broken:
-            problem = f"weights {broken[0]!r} are not finite"
+    # Rank 0 holds the checkpoints; every rank learns its verdict, so that all stop together.
+    problem = (divergence(checkpoints, best.best_model_score if monitor else None)
+               if trainer.is_global_zero else None)
+    problem = trainer.strategy.broadcast(problem, src=0)
     if problem:
-        shutil.rmtree(checkpoints, ignore_errors=True)
+        if trainer.is_global_zero:
+            shutil.rmtree(checkpoints, ignore_errors=True)
         raise TrainingFailed(f"training diverged (member seed {seed}: {problem}): try a lower "
                              "learning rate (--lr), or look for extreme values in the inputs "
                              "and the target")
+    return trainer
+
+
+def divergence(checkpoints: Path, score: torch.Tensor | None) -> str | None:
+    """Why a member is no model, or None: its best validation score or its weights are not
+    finite, or it wrote no checkpoint. A diverged member's checkpoints are removed, so that
+    nothing claims success, and ``TrainingFailed`` says what happened and what to try."""
+    path = checkpoints / "best.ckpt"
+    if not path.is_file():
+        return "no checkpoint was written"
+    if score is not None and not torch.isfinite(score):
+        return f"its best validation score is not finite ({float(score)})"
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    broken = [name for name, value in state.items()
+              if value.is_floating_point() and not torch.isfinite(value).all()]
+    return f"weights {broken[0]!r} are not finite" if broken else None
 
 
 def make_logger(kind: str, run_dir: Path, seed: int) -> Logger | list[Logger]:

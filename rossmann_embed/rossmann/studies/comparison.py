@@ -50,6 +50,7 @@ import importlib.util
 import math
 import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -59,7 +60,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
-from pytorch_lightning import Trainer, seed_everything
+from pytorch_lightning import Callback, LightningModule, Trainer
 from sklearn.base import RegressorMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
@@ -72,12 +73,14 @@ from rossmann_embed.rossmann.feature_groups import PAPER_EMBEDDING_SIZES, PAPER_
 from rossmann_embed.rossmann.features import build_features, hide_future, model_rows
 from rossmann_embed.rossmann.io import read_rossmann
 from rossmann_embed.rossmann.studies.comparison_report import write_outputs
-from rossmann_embed.tabular.data import TensorDataModule
+from rossmann_embed.tabular.config import NetworkConfig
 from rossmann_embed.tabular.embedding_encoder import EmbeddingEncoder
 from rossmann_embed.tabular.encoding import ColumnSpec, EncodedTable, Preprocessor
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.metrics import mape, rmspe
 from rossmann_embed.tabular.model import EntityEmbeddingRegressor, default_embedding_size
+from rossmann_embed.tabular.runs import load_member
+from rossmann_embed.tabular.training import train_members
 
 N_JOBS = 2  # the machine the budget is set for; scikit-learn's -1 would also count busy cores
 
@@ -164,34 +167,36 @@ def codes_matrix(tensors: EncodedTable) -> np.ndarray:
 
 def train_network(preprocessor: Preprocessor, train: EncodedTable, options: CompareOptions,
                   learning_rate: float, *, one_hot: bool) -> EntityEmbeddingRegressor:
-    """The paper's network on the training rows: learned embeddings, or frozen one-hot ones."""
-    seed_everything(options.seed, verbose=False)
-    cardinalities = preprocessor.cardinalities
-    max_log = float(train.target.max())
-    model = EntityEmbeddingRegressor(
-        cardinalities=cardinalities,
-        n_continuous=len(preprocessor.spec.continuous),
-        embedding_sizes=dict(cardinalities) if one_hot else embedding_sizes(preprocessor),
-        hidden_sizes=HIDDEN_SIZES,
-        dropout=0.0,
-        embedding_dropout=0.0,
-        y_range=(0.0, Y_RANGE_HEADROOM * max_log),
-        loss="mae",
-        learning_rate=learning_rate,
-    )
-    start_at_mean(model, float(train.target.mean()))
-    if one_hot:
-        freeze_one_hot(model)
-    else:
-        start_small(model)
-    trainer = Trainer(
-        max_epochs=options.epochs, accelerator="cpu", devices=1, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
-    data = TensorDataModule(train, None, batch_size=options.batch_size, seed=options.seed)
-    trainer.fit(model, datamodule=data)
-    return model.eval()
+    """The paper's network on the training rows: learned embeddings, or frozen one-hot ones.
+    Trained as every network is (``training.train_members``), in a run directory of its own
+    that is removed once the trained member is loaded."""
+    config = NetworkConfig(
+        epochs=options.epochs, batch_size=options.batch_size, learning_rate=learning_rate,
+        loss="mae", seed=options.seed, hidden_sizes=list(HIDDEN_SIZES), dropout=[0.0, 0.0],
+        embedding_dropout=0.0, ensemble_size=1, numerical_embedding="none",
+        embedding_sizes=dict(preprocessor.cardinalities) if one_hot
+        else embedding_sizes(preprocessor), accelerator="cpu", devices="1")
+    y_range = (0.0, Y_RANGE_HEADROOM * float(train.target.max()))
+    start = PaperStart(float(train.target.mean()), one_hot)
+    with tempfile.TemporaryDirectory(prefix="compare-network-") as run_dir:
+        train_members(config, Path(run_dir), preprocessor, train, None, y_range,
+                      callbacks=[start], summary=False)
+        return load_member(Path(run_dir) / "checkpoints" / f"seed-{options.seed}" / "best.ckpt")
+
+
+class PaperStart(Callback):
+    """The paper's start, before the optimiser is made: the output near the mean log target,
+    and embeddings small (or one-hot and frozen)."""
+
+    def __init__(self, mean_log: float, one_hot: bool) -> None:
+        self.mean_log, self.one_hot = mean_log, one_hot
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        start_at_mean(pl_module, self.mean_log)
+        if self.one_hot:
+            freeze_one_hot(pl_module)
+        else:
+            start_small(pl_module)
 
 
 def start_at_mean(model: EntityEmbeddingRegressor, mean_log: float) -> None:
