@@ -81,6 +81,7 @@ from rossmann_embed.tabular.spatial import (
     map_degrees,
     spatial_score,
 )
+from rossmann_embed.tabular.tables import require_columns
 
 STORE_ATTRIBUTES = ("State", "StoreType", "Assortment")
 FACTOR_COMPONENTS = 3
@@ -93,12 +94,6 @@ MIN_POINTS = 3
 # --- tables ------------------------------------------------------------------------------------
 
 
-def _require(frame: pl.DataFrame, columns: Sequence[str], source: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InputError.at(source, f"columns {list(columns)}", column=missing[0])
-
-
 def state_names() -> pl.DataFrame:
     """State code (``value``) and German ``name``."""
     return german_states().select(value="code", name="name")
@@ -106,7 +101,7 @@ def state_names() -> pl.DataFrame:
 
 def store_labels(stores: pl.DataFrame) -> pl.DataFrame:
     """Store id (as the table's ``value`` text) with State, StateName, StoreType, Assortment."""
-    _require(stores, ["Store", *STORE_ATTRIBUTES], "stores frame")
+    require_columns(stores, ["Store", *STORE_ATTRIBUTES], "stores frame", "store.csv's columns")
     names = state_names().select(State="value", StateName="name")
     return (
         stores.select("Store", *STORE_ATTRIBUTES)
@@ -197,7 +192,8 @@ def _store_factors(store: pl.DataFrame, factors: Path, figures: Path) -> tuple[l
 
 
 def _reference_points(codes: list[str], reference: pl.DataFrame) -> np.ndarray:
-    _require(reference, ["State", "x", "y"], "reference positions")
+    require_columns(reference, ["State", "x", "y"], "reference positions",
+                    "a position per state")
     ordered = pl.DataFrame({"State": codes}).join(
         reference, on="State", how="left", maintain_order="left"
     )

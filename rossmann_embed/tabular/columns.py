@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 import polars as pl
 
 from rossmann_embed.tabular.errors import InputError
-from rossmann_embed.tabular.tables import as_numbers, given
+from rossmann_embed.tabular.tables import as_numbers, given, require_column
 
 FEW_CODES = 20  # at most this many distinct integers: always categorical
 MAX_CODES = 2000  # more distinct integers than this: continuous (a count, an amount)
@@ -93,9 +93,7 @@ def infer_roles(frame: pl.DataFrame, *, categorical: Sequence[str] | None = None
     rows are named)."""
     named_categorical, named_continuous = list(categorical or []), list(continuous or [])
     for column in [*named_categorical, *named_continuous]:
-        if column not in frame.columns:
-            raise InputError.at(source, f"a column named {column!r} (columns: "
-                                f"{', '.join(frame.columns)})", column=column)
+        require_column(frame, column, source, "--categorical or --continuous")
     both = set(named_categorical) & set(named_continuous)
     if both:
         name = sorted(both)[0]

@@ -22,8 +22,7 @@ import torch
 from scipy.special import ndtri
 
 from rossmann_embed.tabular.config import SCALINGS, TARGET_TRANSFORMS
-from rossmann_embed.tabular.errors import InputError
-from rossmann_embed.tabular.tables import as_numbers
+from rossmann_embed.tabular.tables import as_numbers, require_columns
 
 MAX_QUANTILES, MIN_QUANTILES, ROWS_PER_QUANTILE = 1000, 10, 30  # TabM's choice of n_quantiles
 NORMAL_BOUND = 1e-7  # quantile levels clipped to [1e-7, 1 - 1e-7]: outputs within +-5.2
@@ -156,7 +155,8 @@ class Preprocessor:
 
     def fit(self, frame: pl.DataFrame) -> Preprocessor:
         """Learn vocabularies and scaling from ``frame`` (normally the training rows only)."""
-        _require_columns(frame, [*self.spec.categorical, *self.spec.continuous], "fit frame")
+        require_columns(frame, [*self.spec.categorical, *self.spec.continuous], "fit frame",
+                        "the columns the spec names")
         self.vocabularies = {
             name: frame.select(_categories(frame, name)).to_series().drop_nulls().unique()
             .sort().to_list()
@@ -191,7 +191,7 @@ class Preprocessor:
         their training quantiles (missing -> the median)."""
         if not self.vocabularies and self.spec.categorical:
             raise RuntimeError("Preprocessor.transform called before fit")
-        _require_columns(frame, [*self.spec.categorical, *self.spec.continuous], source)
+        require_columns(frame, [*self.spec.categorical, *self.spec.continuous], source)
         categorical = torch.from_numpy(
             self.codes(frame).to_numpy().astype(np.int64)
         ).reshape(len(frame), len(self.vocabularies))
@@ -221,7 +221,7 @@ class Preprocessor:
     def unknown_counts(self, frame: pl.DataFrame, source: str = "input frame") -> dict[str, int]:
         """Rows per categorical column that take the unknown row: counted from the encoding
         itself, so a value is unknown here exactly when the model treats it so."""
-        _require_columns(frame, list(self.vocabularies), source)
+        require_columns(frame, list(self.vocabularies), source)
         codes = self.codes(frame)
         return {name: int((codes.get_column(name) == 0).sum()) for name in codes.columns}
 
@@ -246,15 +246,6 @@ class Preprocessor:
             {k: list(v) for k, v in data["vocabularies"].items()},
             {c: list(q) for c, q in data["quantiles"].items()},
             data["scaling"], dict(data["means"]), dict(data["stds"]),
-        )
-
-
-def _require_columns(frame: pl.DataFrame, columns: list[str], source: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InputError.at(
-            source, f"columns {missing} (the model was trained with them)",
-            column=missing[0],
         )
 
 

@@ -39,7 +39,7 @@ from rossmann_embed.tabular.files import atomic_write, write_json
 from rossmann_embed.tabular.frames import to_frame
 from rossmann_embed.tabular.metrics import mae, rmse, rmspe
 from rossmann_embed.tabular.runs import load_tabular_run
-from rossmann_embed.tabular.tables import check_numbers, missing_numbers
+from rossmann_embed.tabular.tables import check_numbers, missing_numbers, require_columns
 from rossmann_embed.tabular.training import TRAINING_FILE, train_members
 
 
@@ -335,9 +335,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "run_")
         names = [str(n) for n in self.feature_names_in_]
         frame = to_frame(X, type(self).__name__, names)
-        missing = [c for c in self.roles_.inputs if c not in frame.columns]
-        if missing:
-            raise ValueError(f"X is missing the columns {missing} the model was fitted with")
+        require_columns(frame, self.roles_.inputs, "X")
         check_numbers(frame, self._continuous_inputs(frame), "X")
         return self.roles_.expand(frame)
 

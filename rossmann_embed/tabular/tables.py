@@ -3,6 +3,7 @@ for anything wrong."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
@@ -100,6 +101,15 @@ def require_column(frame: pl.DataFrame, column: str, source: str, what: str) -> 
     if column not in frame.columns:
         raise InputError.at(source, f"a {what} column named {column!r} (columns: "
                             f"{', '.join(frame.columns)})", column=column)
+
+
+def require_columns(frame: pl.DataFrame, columns: Sequence[str], source: str,
+                    why: str = "the columns the model was fitted with") -> None:
+    """An ``InputError`` naming the first of ``columns`` that ``frame`` lacks, all of them
+    and ``why`` they are needed: the one missing-columns message."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError.at(source, f"{why} ({', '.join(columns)})", column=missing[0])
 
 
 def check_numbers(frame: pl.DataFrame, columns: list[str], source: str, *,

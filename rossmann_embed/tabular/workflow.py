@@ -24,6 +24,7 @@ from rossmann_embed.tabular.tables import (
     missing_numbers,
     read_table,
     require_column,
+    require_columns,
     write_table,
 )
 
@@ -132,10 +133,7 @@ def predict_table(run_dir: str | Path, table: str | Path, out: str | Path) -> di
 
     estimator = EmbeddingRegressor.load(run_dir)
     frame = read_table(table)
-    missing = [c for c in estimator.roles_.inputs if c not in frame.columns]
-    if missing:
-        raise InputError.at(str(table), f"the columns the model was fitted with "
-                            f"({', '.join(estimator.roles_.inputs)})", column=missing[0])
+    require_columns(frame, estimator.roles_.inputs, str(table))
     if PREDICTION in frame.columns:
         raise InputError.at(str(table), f"no column named {PREDICTION!r} (it is written)",
                             column=PREDICTION)
