@@ -23,8 +23,10 @@ from rossmann_embed.rossmann.inference import (
     submit,
 )
 from rossmann_embed.rossmann.io import read_table
+from rossmann_embed.rossmann.levels import read_store_levels, store_level_of
 from rossmann_embed.rossmann.pipeline import fit
 from rossmann_embed.rossmann.studies.synthetic import write_synthetic
+from rossmann_embed.rossmann.training import prepare
 from rossmann_embed.tabular.encoding import Preprocessor
 from rossmann_embed.tabular.errors import InputError
 
@@ -66,7 +68,7 @@ def test_seed_ensemble_is_one_run_averaged_in_log_space(trained: tuple[Path, Pat
     rows = predict_kaggle(run, data_dir)[0].drop("Prediction").filter(pl.col("Open") == 1)
     logs = run.member_logs(rows)
     assert not np.allclose(logs["seed-0"], logs["seed-1"])  # different seeds, different models
-    network = (logs["seed-0"] + logs["seed-1"]) / 2
+    network = (logs["seed-0"] + logs["seed-1"]) / 2 + store_level_of(run.store_levels, rows)
     parts = run.part_logs(rows)
     np.testing.assert_allclose(parts["network"], network)
     # The forecast: the network's log-space mean blended with the boosted half.
@@ -76,6 +78,27 @@ def test_seed_ensemble_is_one_run_averaged_in_log_space(trained: tuple[Path, Pat
                                (1 - weight) * network + weight * parts["lightgbm"])
     single = load_run(run_dir / "checkpoints" / "seed-0" / "best.ckpt")  # a checkpoint alone
     np.testing.assert_allclose(single.predict_log(rows), logs["seed-0"])
+
+
+def test_the_network_adds_what_it_missed_of_each_store_in_the_last_days(
+        trained: tuple[Path, Path]) -> None:
+    data_dir, run_dir = trained
+    run, config = load_run(run_dir), TrainConfig.load(run_dir / "config.json")
+    train = prepare(config)[0]
+    recent = train.filter(pl.col("Date") > train.get_column("Date").max()
+                          - dt.timedelta(days=config.level_days))
+    assert config.level_days > 0 and recent.get_column("Date").n_unique() == config.level_days
+    residual = np.log(recent.get_column("Sales").to_numpy()) - np.mean(
+        list(run.member_logs(recent).values()), axis=0)
+    expected = (recent.select("Store").with_columns(Residual=pl.Series(residual))
+                .group_by("Store").agg(pl.col("Residual").mean()).sort("Store"))
+    levels = read_store_levels(run_dir)
+    assert levels.get_column("Store").to_list() == expected.get_column("Store").to_list()
+    np.testing.assert_allclose(levels.get_column("Level"), expected.get_column("Residual"),
+                               atol=1e-9)
+    assert levels.get_column("Level").abs().max() > 1e-3  # one epoch leaves levels to fix
+    unknown = recent.head(1).with_columns(Store=pl.lit(10_000, pl.Int64))
+    assert store_level_of(levels, unknown).tolist() == [0.0]
 
 
 def test_members_and_forecast_predict_the_boosted_half_once(

@@ -33,12 +33,13 @@ import polars as pl
 
 from rossmann_embed.rossmann.io import PROMO_INTERVALS, SCHEMAS, STATE_HOLIDAYS
 from rossmann_embed.rossmann.states import german_states
+from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import atomic_write, write_csv, write_json
 from rossmann_embed.tabular.metrics import rmspe
 
 SINCE_CAP_DAYS = 30
 UNTIL_CAP_DAYS = 14
-EVENTS = ["StateHoliday", "SchoolHoliday", "Promo"]
+EVENTS = ["StateHoliday", "Easter", "SchoolHoliday", "Promo"]
 LIGHTGBM_FEATURES = [
     "Store", "DayOfWeek", "Day", "Month", "Year", "WeekOfYear", "DayOfYear", "Promo",
     "StateHoliday", "SchoolHoliday", "StoreType", "Assortment", "CompetitionDistance",
@@ -218,6 +219,11 @@ class LightGBMForecaster:
                          inner_score_=settings["inner_score"], seconds_=settings["seconds"])
         forecaster.boosters_ = [lgb.Booster(model_file=str(directory / _model_file(i)))
                                 for i in range(forecaster.bags)]
+        trained_on = forecaster.boosters_[0].feature_name()
+        if trained_on != forecaster.features:  # a run of an earlier version's features
+            missing = sorted(set(forecaster.features) - set(trained_on)) or trained_on
+            raise InputError.at(str(directory), "a LightGBM trained on this version's features "
+                                "(retrain the run)", column=missing[0])
         return forecaster
 
     @property

@@ -31,7 +31,7 @@ from rossmann_embed.tabular.errors import InputError
 PAPER_RECIPE: dict[str, Any] = {"loss": "mae", "learning_rate": 0.03, "embedding_dropout": 0.0,
                                 "lightgbm_weight": 0.0, "epochs": 10, "ensemble_size": 1,
                                 "hidden_sizes": [1000, 500], "dropout": [0.0, 0.0],
-                                "numerical_embedding": "none"}
+                                "numerical_embedding": "none", "level_days": 0}
 
 
 @dataclass(kw_only=True)
@@ -58,6 +58,10 @@ class TrainConfig(NetworkConfig):
     hide_future: float = option(
         0.5, "share of training rows whose look-ahead features are cut as if the data ended "
         "0-59 days later, as it does for the days one predicts", metavar="FRACTION")
+    # 56 days: better than 28, 91 and 182 on every window of the backtest (docs/decisions.md).
+    level_days: int = option(
+        56, "add to the network's forecast each store's mean log residual over the last N "
+        "training days, the level it still misses (0: none)", metavar="DAYS")
     weather: bool = option(True, "the weather of the store's state")
     # Google trends off: the backtest was worse with them (docs/decisions.md).
     trends: bool = option(False, "Google Trends of Rossmann, per state")
@@ -98,6 +102,7 @@ class TrainConfig(NetworkConfig):
         super().check()
         require(self, "validation_days", isinstance(self.validation_days, int)
                 and self.validation_days >= 0, "a whole number of days >= 0 (0: no validation)")
+        require(self, "level_days", is_whole(self.level_days, 0), "a whole number of days >= 0")
         for share in ("hide_future", "lightgbm_weight"):
             value = getattr(self, share)
             require(self, share, isinstance(value, int | float) and 0 <= value <= 1,

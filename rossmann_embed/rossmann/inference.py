@@ -24,6 +24,7 @@ import polars as pl
 from rossmann_embed.rossmann.boosting import Boosted
 from rossmann_embed.rossmann.features import build_features
 from rossmann_embed.rossmann.io import check_stores_known, check_unique, read_rossmann, read_table
+from rossmann_embed.rossmann.levels import read_store_levels, store_level_of
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_csv
 from rossmann_embed.tabular.runs import Logs, TabularRun, load_tabular_run
@@ -71,6 +72,7 @@ class Run(_Predicts, TabularRun):
     with and the boosted half, if any."""
 
     boosted: Boosted | None = None  # LightGBM on the store factors, blended in log space
+    store_levels: pl.DataFrame | None = None  # added to the members' mean (``levels``)
 
     @property
     def feature_options(self) -> dict:
@@ -83,9 +85,13 @@ class Run(_Predicts, TabularRun):
         return set(self.preprocessor.vocabularies.get("Store", []))
 
     def part_logs(self, frame: pl.DataFrame, source: str = "input frame") -> Logs:
-        """Each member's log predictions, ``network`` (their mean) and ``lightgbm``."""
+        """Each member's log predictions, ``network`` (their mean plus the store's level) and
+        ``lightgbm``."""
         logs = self.member_logs(frame, source)
-        parts = {**logs, "network": _mean_log(logs, len(frame))}
+        network = _mean_log(logs, len(frame))
+        if self.store_levels is not None:
+            network = network + store_level_of(self.store_levels, frame)
+        parts = {**logs, "network": network}
         if self.boosted is not None:
             parts["lightgbm"] = self.boosted.predict_log(frame)
         return parts
@@ -165,7 +171,7 @@ def load_run(path: str | Path) -> Run:
                             "no Rossmann feature options: use `rossmann-embed predict`)")
     boosted_dir = core.path / "lightgbm"
     boosted = Boosted.load(boosted_dir) if (boosted_dir / "blend.json").is_file() else None
-    return Run(**vars(core), boosted=boosted)
+    return Run(**vars(core), boosted=boosted, store_levels=read_store_levels(core.path))
 
 
 def load_runs(paths: list[str | Path]) -> Ensemble:

@@ -9,6 +9,8 @@ layout::
     checkpoints/seed-S/    best.ckpt and last.ckpt of each ensemble member
     logs/seed-S/           Lightning's CSV logs
     metrics.csv            every member's per-epoch metrics, with a seed column
+    store_levels.csv       the network's mean log residual per store over the last
+                           ``level_days`` training days, added to its forecast (``levels``)
     lightgbm/              the boosted half (``lightgbm_weight`` > 0): LightGBM fed with the
                            first member's store factors (model.txt, model-2.txt, settings.json,
                            store_factors.csv, blend.json)
@@ -39,11 +41,12 @@ from rossmann_embed.rossmann.features import (
     time_split,
 )
 from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.rossmann.levels import fit_store_levels, recent_rows, write_store_levels
 from rossmann_embed.tabular.columns import ColumnRoles
 from rossmann_embed.tabular.encoding import Preprocessor
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_json
-from rossmann_embed.tabular.runs import load_member
+from rossmann_embed.tabular.runs import load_member, load_tabular_run
 from rossmann_embed.tabular.training import train_members
 
 Y_RANGE_HEADROOM = 1.2  # log-sales output bounded to [0, 1.2 * log(max sales)], as fastai
@@ -126,12 +129,22 @@ def train_network(config: TrainConfig, resume: bool = False,
     features = {"features": {"weather": config.weather, "trends": config.trends}}
     if train_members(config, run_dir, preprocessor, train_tensors, val_tensors, y_range,
                      resume=resume, callbacks=callbacks, metadata=features):
+        write_store_levels(run_dir, store_levels(run_dir, train, config.level_days))
         if config.lightgbm_weight > 0:
             fit_boosted(config, run_dir, train, preprocessor, resume)
         else:  # the network alone: a boosted half of an earlier recipe must not be loaded
             shutil.rmtree(run_dir / "lightgbm", ignore_errors=True)
         return run_dir, validation
     return run_dir, validation.clear()  # not the rank that writes reports
+
+
+def store_levels(run_dir: Path, train: pl.DataFrame, days: int) -> pl.DataFrame | None:
+    """The trained members' store levels over the last ``days`` training days (0: None)."""
+    if days <= 0:
+        return None
+    recent = recent_rows(train, days)
+    logs = load_tabular_run(run_dir).member_logs(recent, "the training rows")
+    return fit_store_levels(recent, np.mean(list(logs.values()), axis=0))
 
 
 def fit_boosted(config: TrainConfig, run_dir: Path, train: pl.DataFrame,
