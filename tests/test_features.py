@@ -65,18 +65,6 @@ def test_elapsed_features_per_store_in_date_order() -> None:
     assert last["Open"] == 1 and table.report["test_open_blank_as_open"] == 1
 
 
-def test_easter_has_its_own_distances() -> None:
-    data = one_store(30, promo_days=set(), holiday_days={3, 10})
-    easter = pl.col("Date") == date(2015, 1, 11)  # day 10: Good Friday ("b"); day 3 is "a"
-    data.train = data.train.with_columns(
-        StateHoliday=pl.when(easter).then(pl.lit("b")).otherwise(pl.col("StateHoliday")))
-    frame = build_features(data).frame.sort("Date")
-    day2, day8 = frame.row(2, named=True), frame.row(8, named=True)
-    assert day2["DaysUntilStateHoliday"] == 1 and day2["DaysUntilEaster"] == 8
-    assert day8["DaysUntilStateHoliday"] == 2 and day8["DaysUntilEaster"] == 2
-    assert day8["EasterNext7"] == 1 and day2["EasterNext7"] == 0
-
-
 def test_nothing_is_seen_across_a_hole_in_the_data() -> None:
     frame = build_features(one_store(20, promo_days={5}, holiday_days=set(), hole_days=10))
     before_hole = frame.frame.sort("Date").row(19, named=True)
@@ -130,14 +118,8 @@ def test_real_features_keep_or_count_every_row(real_data: Path) -> None:
     nulls = kept.select(pl.col(c).null_count() for c in features
                         if c not in edge_features and c != "CloudCover")
     assert nulls.sum_horizontal().item() == 0
-    # Easter comes once a year: its distances are also unknown where the data holds no Easter
-    # within the 60-day cap (before 29 March 2013, after the summer of 2015).
-    easter = ["DaysSinceEaster", "DaysUntilEaster"]
-    others = [c for c in edge_features if c not in easter]
-    assert kept.select(pl.col(others).null_count().max()).max_horizontal().item() \
+    assert kept.select(pl.col(edge_features).null_count().max()).max_horizontal().item() \
         < 0.05 * kept.height
-    assert kept.select(pl.col(easter).null_count().max()).max_horizontal().item() \
-        < 0.10 * kept.height
     train, validation = time_split(kept, 48)
     assert validation.get_column("Date").min() == date(2015, 4, 27)
     assert validation.get_column("Date").max() == date(2015, 6, 13)

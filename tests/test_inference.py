@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from rossmann_embed.cli import main
+from rossmann_embed.rossmann import boosting
 from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.inference import (
     Ensemble,
@@ -243,3 +244,19 @@ def test_hide_future_outside_0_1_is_refused(value: str, expected: str,
         main(["train", "--data-dir", "x", "--out", "y", "--hide-future", value])
     assert stop.value.code == 2
     assert f"argument --hide-future: {expected}" in capsys.readouterr().err
+
+
+def test_negative_level_days_are_refused(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--data-dir", "x", "--out", "y", "--level-days", "-1"])
+    assert stop.value.code == 2
+    assert "argument --level-days: expected a whole number of days >= 0, got -1" \
+        in capsys.readouterr().err
+
+
+def test_a_boosted_half_of_other_features_is_refused(trained: tuple[Path, Path],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    _, run_dir = trained
+    monkeypatch.setattr(boosting, "LIGHTGBM_FEATURES", [*boosting.LIGHTGBM_FEATURES, "Newer"])
+    with pytest.raises(InputError, match="trained on this version's features.*'Newer'"):
+        load_run(run_dir)

@@ -39,7 +39,7 @@ from rossmann_embed.tabular.metrics import rmspe
 
 SINCE_CAP_DAYS = 30
 UNTIL_CAP_DAYS = 14
-EVENTS = ["StateHoliday", "Easter", "SchoolHoliday", "Promo"]
+EVENTS = ["StateHoliday", "SchoolHoliday", "Promo"]
 LIGHTGBM_FEATURES = [
     "Store", "DayOfWeek", "Day", "Month", "Year", "WeekOfYear", "DayOfYear", "Promo",
     "StateHoliday", "SchoolHoliday", "StoreType", "Assortment", "CompetitionDistance",
@@ -221,9 +221,10 @@ class LightGBMForecaster:
                                 for i in range(forecaster.bags)]
         trained_on = forecaster.boosters_[0].feature_name()
         if trained_on != forecaster.features:  # a run of an earlier version's features
-            missing = sorted(set(forecaster.features) - set(trained_on)) or trained_on
+            lacks = sorted(set(forecaster.features) - set(trained_on))
+            differs = f"without {lacks[0]!r}" if lacks else "on other features"
             raise InputError.at(str(directory), "a LightGBM trained on this version's features "
-                                "(retrain the run)", column=missing[0])
+                                f"(this one was trained {differs}: retrain the run)")
         return forecaster
 
     @property

@@ -27,9 +27,6 @@ PROMO2_CAP_WEEKS = 25
 WINDOW_DAYS = 7
 EVENTS = {  # per store: the days these hold are the events that elapsed features count
     "StateHoliday": pl.col("StateHoliday") != "0",
-    # Easter's own distances: the days before it sell like no other holiday's (the backtest's
-    # spring window, docs/decisions.md), and the calendar alone does not place it.
-    "Easter": pl.col("StateHoliday") == "b",
     "SchoolHoliday": pl.col("SchoolHoliday") == 1,
     "Promo": pl.col("Promo") == 1,
 }
