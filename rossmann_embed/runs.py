@@ -3,8 +3,8 @@
 Both lay out a run directory the same way (``config.json``, ``columns.json``,
 ``training.json``, ``validation.json``, ``metrics.csv``, ``checkpoints/seed-S/``, ``logs/``);
 a `fit` run adds ``estimator.json`` (the scikit-learn estimator), a `train` run
-``data_report.json`` and its boosted half (``lightgbm/``). ``load_run``, ``predict`` and
-``write_embeddings`` take either.
+``data_report.json``, ``store_levels.csv`` and its boosted half (``lightgbm/``).
+``load_run``, ``predict`` and ``write_embeddings`` take either.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ def is_fit_run(path: str | Path) -> bool:
 
 def load_run(path: str | Path) -> Any:
     """A run ready to predict: a `fit` run as its ``EmbeddingRegressor``, a `train` run as
-    ``rossmann.inference.Run`` (members and boosted half). Both ``predict`` a frame of the
-    run's input columns (a `train` run's: the feature rows of ``rossmann.features``)."""
+    ``rossmann.inference.Run`` (members, store levels and boosted half). Both ``predict`` a
+    frame of the run's input columns (a `train` run's: the feature rows of
+    ``rossmann.features``)."""
     if is_fit_run(path):
         from rossmann_embed.tabular.estimator import EmbeddingRegressor
 

@@ -24,7 +24,11 @@ from rossmann_embed.rossmann.inference import (
     submit,
 )
 from rossmann_embed.rossmann.io import read_table
-from rossmann_embed.rossmann.levels import read_store_levels, store_level_of
+from rossmann_embed.rossmann.levels import (
+    WEEKDAY_PRIOR_ROWS,
+    read_store_levels,
+    store_level_of,
+)
 from rossmann_embed.rossmann.pipeline import fit
 from rossmann_embed.rossmann.studies.synthetic import write_synthetic
 from rossmann_embed.rossmann.training import prepare
@@ -91,12 +95,15 @@ def test_the_network_adds_what_it_missed_of_each_store_in_the_last_days(
     assert config.level_days > 0 and recent.get_column("Date").n_unique() == config.level_days
     residual = np.log(recent.get_column("Sales").to_numpy()) - np.mean(
         list(run.member_logs(recent).values()), axis=0)
-    expected = (recent.select("Store").with_columns(Residual=pl.Series(residual))
-                .group_by("Store").agg(pl.col("Residual").mean()).sort("Store"))
     levels = read_store_levels(run_dir)
-    assert levels.get_column("Store").to_list() == expected.get_column("Store").to_list()
-    np.testing.assert_allclose(levels.get_column("Level"), expected.get_column("Residual"),
-                               atol=1e-9)
+    assert levels.height == 7 * recent.get_column("Store").n_unique()  # every store, weekday
+    for store, weekday in [(1, 1), (2, 3), (30, 6)]:
+        of_store = recent.get_column("Store").to_numpy() == store
+        on_day = of_store & (recent.get_column("DayOfWeek").to_numpy() == weekday)
+        store_level = residual[of_store].mean()
+        beyond = (residual[on_day] - store_level).sum() / (on_day.sum() + WEEKDAY_PRIOR_ROWS)
+        row = levels.filter((pl.col("Store") == store) & (pl.col("DayOfWeek") == weekday))
+        assert row.get_column("Level").item() == pytest.approx(store_level + beyond, abs=1e-9)
     assert levels.get_column("Level").abs().max() > 1e-3  # one epoch leaves levels to fix
     unknown = recent.head(1).with_columns(Store=pl.lit(10_000, pl.Int64))
     assert store_level_of(levels, unknown).tolist() == [0.0]

@@ -324,6 +324,7 @@ class Boosted:
         settings = json.loads((directory / "settings.json").read_text())
         blend = json.loads((directory / "blend.json").read_text())
         return (settings["params"] == BOOSTED_PARAMS
+                and trained_features(directory) == [*LIGHTGBM_FEATURES, *settings["extra"]]
                 and settings.get("fixed_rounds") == BOOSTED_ROUNDS
                 and settings.get("bags", 1) == BOOSTED_BAGS and blend == {
             "weight": weight, "store_factors": factors, "hide_future": hide_future})
@@ -334,6 +335,16 @@ class Boosted:
         factors = pl.read_csv(directory / "store_factors.csv")
         return cls(LightGBMForecaster.load(directory), factors, blend["weight"],
                    blend["store_factors"])
+
+
+def trained_features(directory: Path) -> list[str]:
+    """The feature names a saved forecaster's first booster was trained on (its text model's
+    ``feature_names`` line)."""
+    with open(directory / _model_file(0), encoding="utf-8") as model:
+        for line in model:
+            if line.startswith("feature_names="):
+                return line.removeprefix("feature_names=").split()
+    return []
 
 
 def _with_factors(rows: pl.DataFrame, factors: pl.DataFrame) -> pl.DataFrame:

@@ -58,10 +58,12 @@ class TrainConfig(NetworkConfig):
     hide_future: float = option(
         0.5, "share of training rows whose look-ahead features are cut as if the data ended "
         "0-59 days later, as it does for the days one predicts", metavar="FRACTION")
-    # 56 days: better than 28, 91 and 182 on every window of the backtest (docs/decisions.md).
+    # 56 days, the whole residual (and a weekday's beyond it, shrunk): the best of 28/56/91/182
+    # days and shares 0.5/1 on the backtest's windows, two seeds (docs/decisions.md).
     level_days: int = option(
-        56, "add to the network's forecast each store's mean log residual over the last N "
-        "training days, the level it still misses (0: none)", metavar="DAYS")
+        56, "add to the network's forecast each store's mean log residual over its last N "
+        "training days, the level it still misses, and its weekdays' beyond it (0: none)",
+        metavar="DAYS")
     weather: bool = option(True, "the weather of the store's state")
     # Google trends off: the backtest was worse with them (docs/decisions.md).
     trends: bool = option(False, "Google Trends of Rossmann, per state")

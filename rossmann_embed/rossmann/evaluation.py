@@ -122,7 +122,8 @@ def evaluate(predictor: Predictor, data_dir: str | Path, date_from: dt.date, dat
         "rows_scored": int((sales != 0).sum()),
         "members": [{"member": _label(c), "rmspe": rmspe(sales, rows.get_column(c).to_numpy())}
                     for c in members],
-        # The forecast's halves alone: the network (members' mean) and the boosted half.
+        # The forecast's halves alone: the network (members' mean plus store levels) and the
+        # boosted half.
         "parts": {_label(c): rmspe(sales, rows.get_column(c).to_numpy()) for c in parts},
         **{name: _records(tables[name]) for name in GROUPS},
         "worst_stores": _records(worst.head(WORST_STORES)),

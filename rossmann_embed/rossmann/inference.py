@@ -40,8 +40,8 @@ class _Predicts:
     known_stores: set  # stores the model(s) were trained on
 
     def part_logs(self, frame: pl.DataFrame, source: str = "input frame") -> Logs:
-        """The forecast's parts in log space: each member, ``network`` (the members' mean)
-        and ``lightgbm`` (the boosted half) where there is one."""
+        """The forecast's parts in log space: each member, ``network`` (the members' mean plus
+        the store's level) and ``lightgbm`` (the boosted half) where there is one."""
         raise NotImplementedError
 
     def forecast_log(self, parts: Logs) -> np.ndarray:
@@ -69,7 +69,7 @@ class _Predicts:
 @dataclass
 class Run(_Predicts, TabularRun):
     """A trained ``train`` run: the core's members plus the feature options they were trained
-    with and the boosted half, if any."""
+    with, the store levels and the boosted half, if any."""
 
     boosted: Boosted | None = None  # LightGBM on the store factors, blended in log space
     store_levels: pl.DataFrame | None = None  # added to the members' mean (``levels``)
@@ -97,7 +97,7 @@ class Run(_Predicts, TabularRun):
         return parts
 
     def forecast_log(self, parts: Logs) -> np.ndarray:
-        """The members' mean log prediction, blended with the boosted half if there is one."""
+        """The network's log prediction, blended with the boosted half if there is one."""
         if self.boosted is None:
             return parts["network"]
         return self.boosted.blend(parts["network"], parts["lightgbm"])
@@ -163,8 +163,8 @@ Predictor = Run | Ensemble
 
 
 def load_run(path: str | Path) -> Run:
-    """Load every member of a ``train`` run directory (or a single ``.ckpt`` file), and its
-    boosted half."""
+    """Load every member of a ``train`` run directory, its store levels and its boosted half
+    (a single ``.ckpt`` file: that member alone, without either)."""
     core = load_tabular_run(path)
     if "features" not in core.metadata:
         raise InputError.at(str(path), "a run written by `rossmann-embed train` (this one has "
@@ -232,7 +232,7 @@ def unseen_categories(predictor: Predictor, rows: pl.DataFrame) -> dict[str, int
 def predict_sales(predictor: Predictor, rows: pl.DataFrame, *, members: bool = False,
                   source: str = "input frame") -> pl.DataFrame:
     """``rows`` (feature rows) with ``Prediction``: 0 where Open is 0, else the forecast (the
-    members' log-space mean, blended with a boosted half), exponentiated. With ``members``,
+    network's log prediction, blended with a boosted half), exponentiated. With ``members``,
     also ``Prediction[part]`` per part (``part_logs``). The one prediction path of both
     submissions and evaluations."""
     is_open = rows.get_column("Open") != 0

@@ -36,8 +36,9 @@ def fit(config: TrainConfig, resume: bool = False, callbacks: Sequence[Callback]
 
 
 def validation_report(run_dir: Path, validation: pl.DataFrame) -> dict:
-    """RMSPE on the validation rows: the run's forecast (members' log-space mean, blended with
-    the boosted half if there is one), the network alone, the boosted half, each member."""
+    """RMSPE on the validation rows: the run's forecast (the network, blended with the boosted
+    half if there is one), the network alone (members' mean plus store levels), the boosted
+    half, each member (without levels)."""
     run = load_run(run_dir)
     sales = validation.get_column("Sales").to_numpy()
     parts = run.part_logs(validation)

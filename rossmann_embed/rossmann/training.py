@@ -9,8 +9,9 @@ layout::
     checkpoints/seed-S/    best.ckpt and last.ckpt of each ensemble member
     logs/seed-S/           Lightning's CSV logs
     metrics.csv            every member's per-epoch metrics, with a seed column
-    store_levels.csv       the network's mean log residual per store over the last
-                           ``level_days`` training days, added to its forecast (``levels``)
+    store_levels.csv       the network's mean log residual per store and weekday over the
+                           last ``level_days`` training days, added to its forecast
+                           (``levels``)
     lightgbm/              the boosted half (``lightgbm_weight`` > 0): LightGBM fed with the
                            first member's store factors (model.txt, model-2.txt, settings.json,
                            store_factors.csv, blend.json)
@@ -119,6 +120,7 @@ def train_network(config: TrainConfig, resume: bool = False,
         raise InputError.at(str(run_dir), "a directory to write the run into (--out)")
     train, validation, preprocessor, report = prepare(config, table)  # bad input stops here
     run_dir.mkdir(parents=True, exist_ok=True)
+    write_store_levels(run_dir, None)  # an earlier run's, until this run's members are done
     config.save(run_dir / "config.json")
     write_json(run_dir / "columns.json", columns_report(preprocessor))
     write_json(run_dir / "data_report.json", report)
