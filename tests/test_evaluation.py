@@ -84,7 +84,8 @@ def test_evaluate_writes_json_tables_and_figures(trained: tuple[Path, Path],
     assert stored["rows_scored"] == train.filter(pl.col("Sales") != 0).height
     assert [m["member"] for m in stored["members"]] == ["seed-0"]
     assert set(stored["parts"]) == {"network", "lightgbm"}  # the forecast's halves alone
-    assert stored["members"][0]["rmspe"] == pytest.approx(stored["parts"]["network"])
+    # The network alone is its member plus the store levels, which one epoch leaves much to.
+    assert stored["parts"]["network"] < stored["members"][0]["rmspe"]
     assert sum(r["rows"] for r in stored["by_store_type"]) == train.height
     assert sum(r["rows"] for r in stored["by_state"]) == train.height
     weeks = [r["WeekStart"] for r in stored["by_week"]]
