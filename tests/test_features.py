@@ -9,8 +9,11 @@ import numpy as np
 import polars as pl
 
 from rossmann_embed.rossmann.features import (
+    EASTER_SPAN_DAYS,
     LOOK_AHEAD,
     build_features,
+    days_from_easter,
+    easter_sunday,
     end_data_after,
     hide_future,
     model_rows,
@@ -63,6 +66,18 @@ def test_elapsed_features_per_store_in_date_order() -> None:
     last = frame.filter(pl.col("Set") == "test").row(0, named=True)
     assert last["DaysSinceStateHoliday"] == 10 and last["DaysSincePromo"] == 0
     assert last["Open"] == 1 and table.report["test_open_blank_as_open"] == 1
+
+
+def test_easter_comes_from_the_calendar() -> None:
+    # Published dates, the earliest (22 March) and latest (25 April) possible among them.
+    known = [date(2013, 3, 31), date(2014, 4, 20), date(2015, 4, 5), date(2016, 3, 27),
+             date(2019, 4, 21), date(2038, 4, 25), date(2285, 3, 22)]
+    assert [easter_sunday(d.year) for d in known] == known
+    days = pl.date_range(date(2015, 3, 1), date(2015, 5, 1), eager=True)
+    offsets = pl.select(days_from_easter(pl.lit(days))).to_series().to_list()
+    assert offsets[days.to_list().index(date(2015, 4, 3))] == -2  # Good Friday
+    assert offsets[0] == -EASTER_SPAN_DAYS and offsets[-1] == EASTER_SPAN_DAYS
+    assert offsets == sorted(offsets)
 
 
 def test_nothing_is_seen_across_a_hole_in_the_data() -> None:
@@ -120,6 +135,9 @@ def test_real_features_keep_or_count_every_row(real_data: Path) -> None:
     assert nulls.sum_horizontal().item() == 0
     assert kept.select(pl.col(edge_features).null_count().max()).max_horizontal().item() \
         < 0.05 * kept.height
+    # Kaggle's Easter holidays ("b") are Good Friday and Easter Monday of the calendar.
+    easter = table.frame.filter(pl.col("StateHoliday") == "b").get_column("DaysFromEaster")
+    assert sorted(easter.unique().to_list()) == [-2, 1]
     train, validation = time_split(kept, 48)
     assert validation.get_column("Date").min() == date(2015, 4, 27)
     assert validation.get_column("Date").max() == date(2015, 6, 13)

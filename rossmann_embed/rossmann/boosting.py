@@ -44,7 +44,7 @@ LIGHTGBM_FEATURES = [
     "Store", "DayOfWeek", "Day", "Month", "Year", "WeekOfYear", "DayOfYear", "Promo",
     "StateHoliday", "SchoolHoliday", "StoreType", "Assortment", "CompetitionDistance",
     "CompetitionMonths", "CompetitionOpen", "Promo2", "Promo2Active", "Promo2WeeksSince",
-    "PromoInterval", "State",
+    "PromoInterval", "State", "DaysFromEaster",
     *[f"Days{side}{event}" for event in EVENTS for side in ("Since", "Until")],
 ]
 FALLBACK_ROUNDS = 100  # a history shorter than the early-stopping window cannot pick them
@@ -103,7 +103,7 @@ def lightgbm_features(rows: pl.DataFrame) -> pl.DataFrame:
           for c, values in codes.items()],
         *[c for c in ("Store", "DayOfWeek", "Day", "Month", "Year", "WeekOfYear", "DayOfYear",
                       "Promo", "SchoolHoliday", "CompetitionDistance", "Promo2",
-                      "Promo2Active")],
+                      "Promo2Active", "DaysFromEaster")],
         CompetitionMonths=pl.when(opened).then(months),
         CompetitionOpen=pl.when(opened).then(months >= 0).cast(pl.Int8),
         Promo2WeeksSince=pl.when(pl.col("Promo2") == 1).then(promo2_weeks),

@@ -16,7 +16,7 @@ FEATURE_GROUPS: dict[str, list[str]] = {
     "calendar": ["DayOfWeek", "Year", "Month", "Day", "WeekOfYear", "DayOfYear"],
     "promo": ["Promo", "PromoLast7", "PromoNext7", "DaysSincePromo", "DaysUntilPromo"],
     "state_holidays": ["StateHoliday", "StateHolidayLast7", "StateHolidayNext7",
-                       "DaysSinceStateHoliday", "DaysUntilStateHoliday"],
+                       "DaysSinceStateHoliday", "DaysUntilStateHoliday", "DaysFromEaster"],
     "school_holidays": ["SchoolHoliday", "SchoolHolidayLast7", "SchoolHolidayNext7",
                         "DaysSinceSchoolHoliday", "DaysUntilSchoolHoliday"],
     "competition": ["CompetitionMonthsOpen", "CompetitionOpenSinceYear",

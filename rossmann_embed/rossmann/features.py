@@ -8,7 +8,9 @@ evaluated or predicted, and a store's first test days see the same history as an
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -25,6 +27,10 @@ ELAPSED_CAP_DAYS = 60  # days since/until an event, beyond this "long ago" is al
 COMPETITION_CAP_MONTHS = 24
 PROMO2_CAP_WEEKS = 25
 WINDOW_DAYS = 7
+# Days from Easter Sunday, from the calendar (always known, unlike the data's next holiday):
+# the days around it sell like no other holiday's; beyond two weeks they are all the same.
+EASTER_SPAN_DAYS = 15
+Year = TypeVar("Year", int, pl.Expr)
 EVENTS = {  # per store: the days these hold are the events that elapsed features count
     "StateHoliday": pl.col("StateHoliday") != "0",
     "SchoolHoliday": pl.col("SchoolHoliday") == 1,
@@ -36,7 +42,7 @@ CATEGORICAL = [
     "Store", "DayOfWeek", "Year", "Month", "Day", "WeekOfYear", "StateHoliday", "Promo",
     "SchoolHoliday", "StoreType", "Assortment", "PromoInterval", "CompetitionMonthsOpen",
     "CompetitionOpenSinceYear", "Promo2", "Promo2Weeks", "Promo2SinceYear", "Promo2Active",
-    "State",
+    "State", "DaysFromEaster",
     *[f"{event}{side}7" for event in EVENTS for side in ("Last", "Next")],
     # Categories, not numbers: the day before a holiday differs from the day before that
     # in ways no smooth function of the distance captures.
@@ -180,6 +186,33 @@ def _stack_rows(data: RossmannData, target: pl.DataFrame | None) -> tuple[pl.Dat
     return stacked.with_columns(pl.col("Open").fill_null(1)), report
 
 
+def easter_month_day(year: Year) -> tuple[Year, Year]:
+    """Month and day of Easter Sunday (the anonymous Gregorian algorithm), of a year or of a
+    polars expression of years: the arithmetic is the same."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = b // 4, b % 4
+    g = (8 * b + 13) // 25
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = c // 4, c % 4
+    weekday = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 22 * weekday) // 451
+    n = h + weekday - 7 * m + 114
+    return n // 31, n % 31 + 1
+
+
+def easter_sunday(year: int) -> dt.date:
+    """Easter Sunday of ``year``."""
+    return dt.date(year, *easter_month_day(year))
+
+
+def days_from_easter(date: pl.Expr) -> pl.Expr:
+    """Days from the year's Easter Sunday, clipped to +-``EASTER_SPAN_DAYS`` (Easter falls
+    between 22 March and 25 April, so the nearest Easter is always the year's own)."""
+    year = date.dt.year()
+    easter = pl.date(year, *easter_month_day(year))
+    return (date - easter).dt.total_days().clip(-EASTER_SPAN_DAYS, EASTER_SPAN_DAYS)
+
+
 def _calendar() -> list[pl.Expr]:
     date = pl.col("Date")
     return [
@@ -188,6 +221,7 @@ def _calendar() -> list[pl.Expr]:
         date.dt.day().alias("Day"),
         date.dt.week().alias("WeekOfYear"),
         date.dt.ordinal_day().alias("DayOfYear"),
+        days_from_easter(date).alias("DaysFromEaster"),
     ]
 
 

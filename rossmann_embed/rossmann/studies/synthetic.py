@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from rossmann_embed.rossmann.features import easter_sunday
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import atomic_write
 
@@ -349,7 +350,7 @@ def _german_holidays(year: int) -> list[tuple[np.datetime64, int, tuple[str, ...
     Codes as in Kaggle: a = public holiday, b = Easter, c = Christmas.
     """
     a, b, c = 1, 2, 3
-    easter = _easter(year)
+    easter = easter_sunday(year)
     nov23 = dt.date(year, 11, 23)
     repentance = nov23 - dt.timedelta(days=(nov23.weekday() - 2) % 7 or 7)  # Wed before 23 Nov
     reformation = STATES if year == 2017 else ("SN", "ST", "TH")  # 500th anniversary
@@ -372,22 +373,9 @@ def _german_holidays(year: int) -> list[tuple[np.datetime64, int, tuple[str, ...
     return [(np.datetime64(day, "D"), code, states) for day, code, states in rules]
 
 
-def _easter(year: int) -> dt.date:
-    """Easter Sunday (anonymous Gregorian algorithm)."""
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = b // 4, b % 4
-    g = (8 * b + 13) // 25
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = c // 4, c % 4
-    m = (32 + 2 * e + 2 * i - h - k) % 7
-    n = (h + m - 7 * (11 * h + m) // 451 + 114) // 31
-    p = (h + m - 7 * (11 * h + m) // 451 + 114) % 31
-    return dt.date(year, n, p + 1)
-
-
 def _school_holidays(rng: np.random.Generator, year: int) -> list[tuple[np.datetime64, int]]:
     """One state's school holidays in ``year`` as (first day, length): dates vary by state."""
-    easter = np.datetime64(_easter(year), "D")
+    easter = np.datetime64(easter_sunday(year), "D")
     return [
         (easter - 7 + int(rng.integers(-7, 8)), 14),
         (np.datetime64(f"{year}-06-20") + int(rng.integers(0, 42)), 42),
