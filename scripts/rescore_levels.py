@@ -12,7 +12,6 @@ network alone per window, and their means) into the backtest folder.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from rossmann_embed.rossmann.inference import load_run, predict_kaggle
 from rossmann_embed.rossmann.io import read_table
 from rossmann_embed.rossmann.levels import write_store_levels
 from rossmann_embed.rossmann.training import prepare, store_levels
+from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.metrics import rmspe
 
 
@@ -50,7 +50,7 @@ def main() -> None:
     result = {w.name: rescore_window(w, sales) for w in windows}
     result["mean"] = {k: float(np.mean([r[k] for r in result.values()]))
                       for k in ("forecast", "network")}
-    (Path(args.backtest) / "rescore.json").write_text(json.dumps(result, indent=1))
+    write_json(Path(args.backtest) / "rescore.json", result)
     for name, scores in result.items():
         print(name, ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
 

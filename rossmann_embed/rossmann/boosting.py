@@ -217,14 +217,14 @@ class LightGBMForecaster:
                          bags=settings.get("bags", 1),
                          rounds_=settings["rounds"],
                          inner_score_=settings["inner_score"], seconds_=settings["seconds"])
-        forecaster.boosters_ = [lgb.Booster(model_file=str(directory / _model_file(i)))
-                                for i in range(forecaster.bags)]
-        trained_on = forecaster.boosters_[0].feature_name()
+        trained_on = trained_features(directory)
         if trained_on != forecaster.features:  # a run of an earlier version's features
             lacks = sorted(set(forecaster.features) - set(trained_on))
             differs = f"without {lacks[0]!r}" if lacks else "on other features"
             raise InputError.at(str(directory), "a LightGBM trained on this version's features "
                                 f"(this one was trained {differs}: retrain the run)")
+        forecaster.boosters_ = [lgb.Booster(model_file=str(directory / _model_file(i)))
+                                for i in range(forecaster.bags)]
         return forecaster
 
     @property
