@@ -80,18 +80,6 @@ def test_easter_comes_from_the_calendar() -> None:
     assert offsets == sorted(offsets)
 
 
-def test_a_closure_on_a_working_day_is_an_event_a_sunday_is_not() -> None:
-    data = one_store(30, promo_days=set(), holiday_days=set())
-    shut = pl.col("Date").is_in([date(2015, 1, 4), date(2015, 1, 14)])  # a Sunday, a Wednesday
-    data.train = data.train.with_columns(Open=pl.when(shut).then(0).otherwise(pl.col("Open")))
-    frame = build_features(data).frame.sort("Date")
-    day = {d: frame.row(d, named=True) for d in (10, 11, 14, 15)}  # day 0: 1 January
-    assert day[10]["ClosedLast7"] == 0  # its week holds the Sunday (day 3)
-    assert day[11]["DaysUntilClosed"] == 2 and day[11]["ClosedNext7"] == 1
-    assert day[14]["DaysSinceClosed"] == 1 and day[15]["DaysSinceClosed"] == 2
-    assert day[14]["ClosedLast7"] == 1
-
-
 def test_nothing_is_seen_across_a_hole_in_the_data() -> None:
     frame = build_features(one_store(20, promo_days={5}, holiday_days=set(), hole_days=10))
     before_hole = frame.frame.sort("Date").row(19, named=True)
@@ -145,14 +133,8 @@ def test_real_features_keep_or_count_every_row(real_data: Path) -> None:
     nulls = kept.select(pl.col(c).null_count() for c in features
                         if c not in edge_features and c != "CloudCover")
     assert nulls.sum_horizontal().item() == 0
-    # A closure is rare, so "none within 60 days" needs 60 days of data: its distances are
-    # also unknown in each store's first and last 60 days.
-    closures = [c for c in edge_features if "Closed" in c]
-    common = [c for c in edge_features if c not in closures]
-    assert kept.select(pl.col(common).null_count().max()).max_horizontal().item() \
+    assert kept.select(pl.col(edge_features).null_count().max()).max_horizontal().item() \
         < 0.05 * kept.height
-    assert kept.select(pl.col(closures).null_count().max()).max_horizontal().item() \
-        < 0.10 * kept.height
     # Kaggle's Easter holidays ("b") are Good Friday and Easter Monday of the calendar.
     easter = table.frame.filter(pl.col("StateHoliday") == "b").get_column("DaysFromEaster")
     assert sorted(easter.unique().to_list()) == [-2, 1]

@@ -39,7 +39,7 @@ from rossmann_embed.tabular.metrics import rmspe
 
 SINCE_CAP_DAYS = 30
 UNTIL_CAP_DAYS = 14
-EVENTS = ["StateHoliday", "SchoolHoliday", "Promo", "Closed"]
+EVENTS = ["StateHoliday", "SchoolHoliday", "Promo"]
 LIGHTGBM_FEATURES = [
     "Store", "DayOfWeek", "Day", "Month", "Year", "WeekOfYear", "DayOfYear", "Promo",
     "StateHoliday", "SchoolHoliday", "StoreType", "Assortment", "CompetitionDistance",

@@ -19,7 +19,6 @@ FEATURE_GROUPS: dict[str, list[str]] = {
                        "DaysSinceStateHoliday", "DaysUntilStateHoliday", "DaysFromEaster"],
     "school_holidays": ["SchoolHoliday", "SchoolHolidayLast7", "SchoolHolidayNext7",
                         "DaysSinceSchoolHoliday", "DaysUntilSchoolHoliday"],
-    "closures": ["ClosedLast7", "ClosedNext7", "DaysSinceClosed", "DaysUntilClosed"],
     "competition": ["CompetitionMonthsOpen", "CompetitionOpenSinceYear",
                     "LogCompetitionDistance"],
     "promo2": ["Promo2", "Promo2Weeks", "Promo2SinceYear", "Promo2Active", "PromoInterval"],

@@ -35,10 +35,6 @@ EVENTS = {  # per store: the days these hold are the events that elapsed feature
     "StateHoliday": pl.col("StateHoliday") != "0",
     "SchoolHoliday": pl.col("SchoolHoliday") == 1,
     "Promo": pl.col("Promo") == 1,
-    # A store shut on a day it would open (a refit, a strike): the days beside it sell
-    # unlike any other (clearance before, a reopening rush after).
-    "Closed": (pl.col("Open") == 0) & (pl.col("DayOfWeek") != 7)
-    & (pl.col("StateHoliday") == "0"),
 }
 MONTH_ABBREVIATIONS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun",
                        "Jul", "Aug", "Sept", "Oct", "Nov", "Dec"]
