@@ -63,5 +63,5 @@ def test_too_few_rows_for_the_boosted_half(tiny_data: Path, tmp_path: Path,
         main(["train", "--data-dir", str(tiny_data), "--out", str(tmp_path / "run"),
               "--validation-days", "1"])
     assert stopped.value.code == 2
-    assert "--lightgbm-weight: got 0.65, expected a boosted half fitted on at least 100 " \
+    assert "--lightgbm-weight: got 0.5, expected a boosted half fitted on at least 100 " \
            "training rows; there are 1 (0: the network alone)" in capsys.readouterr().err

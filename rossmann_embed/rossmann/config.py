@@ -67,9 +67,10 @@ class TrainConfig(NetworkConfig):
     weather: bool = option(True, "the weather of the store's state")
     # Google trends off: the backtest was worse with them (docs/decisions.md).
     trends: bool = option(False, "Google Trends of Rossmann, per state")
-    # 0.65: the middle of the backtest's flat best range (docs/decisions.md).
+    # 0.5: the middle of the backtest's flat best range since the network caught up with
+    # LightGBM (docs/decisions.md).
     lightgbm_weight: float = option(
-        0.65, "share of LightGBM fed with the learned store factors (the boosted half) in "
+        0.5, "share of LightGBM fed with the learned store factors (the boosted half) in "
         "the log-space forecast (0: the network alone)", metavar="SHARE")
     store_factors: int = option(8, "principal components of the Store embedding LightGBM gets")
     features: str = option(
