@@ -25,8 +25,12 @@ from rossmann_embed.rossmann.inference import (
 )
 from rossmann_embed.rossmann.io import read_table
 from rossmann_embed.rossmann.levels import (
+    RMSPE_SHIFT,
+    VARIANCE_PRIOR_ROWS,
     WEEKDAY_PRIOR_ROWS,
+    fit_store_levels,
     read_store_levels,
+    rmspe_shift_of,
     store_level_of,
 )
 from rossmann_embed.rossmann.pipeline import fit
@@ -73,14 +77,17 @@ def test_seed_ensemble_is_one_run_averaged_in_log_space(trained: tuple[Path, Pat
     rows = predict_kaggle(run, data_dir)[0].drop("Prediction").filter(pl.col("Open") == 1)
     logs = run.member_logs(rows)
     assert not np.allclose(logs["seed-0"], logs["seed-1"])  # different seeds, different models
+    shift = rmspe_shift_of(run.store_levels, rows)
+    assert (shift < 0).all()  # every store's forecast lies below its mean log forecast
     network = (logs["seed-0"] + logs["seed-1"]) / 2 + store_level_of(run.store_levels, rows)
     parts = run.part_logs(rows)
-    np.testing.assert_allclose(parts["network"], network)
+    np.testing.assert_allclose(parts["network"], network + shift)
+    np.testing.assert_allclose(parts["lightgbm"], run.boosted.predict_log(rows) + shift)
     # The forecast: the network's log-space mean blended with the boosted half.
     weight = run.boosted.weight
     assert weight == TrainConfig(data_dir="", out="").lightgbm_weight
     np.testing.assert_allclose(run.predict_log(rows),
-                               (1 - weight) * network + weight * parts["lightgbm"])
+                               (1 - weight) * parts["network"] + weight * parts["lightgbm"])
     single = load_run(run_dir / "checkpoints" / "seed-0" / "best.ckpt")  # a checkpoint alone
     np.testing.assert_allclose(single.predict_log(rows), logs["seed-0"])
 
@@ -107,6 +114,27 @@ def test_the_network_adds_what_it_missed_of_each_store_in_the_last_days(
     assert levels.get_column("Level").abs().max() > 1e-3  # one epoch leaves levels to fix
     unknown = recent.head(1).with_columns(Store=pl.lit(10_000, pl.Int64))
     assert store_level_of(levels, unknown).tolist() == [0.0]
+    assert rmspe_shift_of(levels, unknown).tolist() == [0.0]
+
+
+def test_each_store_forecast_moves_below_its_log_mean_by_its_variance() -> None:
+    """The RMSPE shift: a noisy store moves further down than a steady one, each by 1.5 times
+    its residuals' variance beyond its level, shrunk toward every store's variance."""
+    days = pl.date_range(dt.date(2015, 1, 5), dt.date(2015, 3, 1), eager=True)  # 8 weeks
+    rows = pl.DataFrame({"Store": np.repeat([1, 2], len(days)), "Date": pl.concat([days, days]),
+                         "Sales": 1000}).with_columns(DayOfWeek=pl.col("Date").dt.weekday())
+    rng = np.random.default_rng(0)
+    residual = np.concatenate([rng.normal(0.1, 0.02, len(days)), rng.normal(0, 0.2, len(days))])
+    levels = fit_store_levels(rows, np.log(1000) - residual)
+    level = store_level_of(levels, rows)
+    square = (residual - level) ** 2
+    chain, n = square.mean(), len(days)
+    steady, noisy = (square[:n].sum() + VARIANCE_PRIOR_ROWS * chain) / (n + VARIANCE_PRIOR_ROWS), (
+        square[n:].sum() + VARIANCE_PRIOR_ROWS * chain) / (n + VARIANCE_PRIOR_ROWS)
+    shift = rmspe_shift_of(levels, rows)
+    np.testing.assert_allclose(shift[:n], -RMSPE_SHIFT * steady)
+    np.testing.assert_allclose(shift[n:], -RMSPE_SHIFT * noisy)
+    assert shift[n] < 2 * shift[0] < 0  # the noisy store moves further down
 
 
 def test_members_and_forecast_predict_the_boosted_half_once(

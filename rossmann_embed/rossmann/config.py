@@ -62,7 +62,9 @@ class TrainConfig(NetworkConfig):
     # days and shares 0.5/1 on the backtest's windows, two seeds (docs/decisions.md).
     level_days: int = option(
         56, "add to the network's forecast each store's mean log residual over its last N "
-        "training days, the level it still misses, and its weekdays' beyond it (0: none)",
+        "training days, the level it still misses, and its weekdays' beyond it; lower every "
+        "part of the forecast by 1.5 times the variance beyond that level, for RMSPE (0: "
+        "neither)",
         metavar="DAYS")
     weather: bool = option(True, "the weather of the store's state")
     # Google trends off: the backtest was worse with them (docs/decisions.md).

@@ -24,7 +24,7 @@ import polars as pl
 from rossmann_embed.rossmann.boosting import Boosted
 from rossmann_embed.rossmann.features import build_features
 from rossmann_embed.rossmann.io import check_stores_known, check_unique, read_rossmann, read_table
-from rossmann_embed.rossmann.levels import read_store_levels, store_level_of
+from rossmann_embed.rossmann.levels import read_store_levels, rmspe_shift_of, store_level_of
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_csv
 from rossmann_embed.tabular.runs import Logs, TabularRun, load_tabular_run
@@ -72,7 +72,7 @@ class Run(_Predicts, TabularRun):
     with, the store levels and the boosted half, if any."""
 
     boosted: Boosted | None = None  # LightGBM on the store factors, blended in log space
-    store_levels: pl.DataFrame | None = None  # added to the members' mean (``levels``)
+    store_levels: pl.DataFrame | None = None  # levels and RMSPE shifts (``levels``)
 
     @property
     def feature_options(self) -> dict:
@@ -86,14 +86,15 @@ class Run(_Predicts, TabularRun):
 
     def part_logs(self, frame: pl.DataFrame, source: str = "input frame") -> Logs:
         """Each member's log predictions, ``network`` (their mean plus the store's level) and
-        ``lightgbm``."""
+        ``lightgbm``; both of the latter moved by the store's RMSPE shift (``levels``)."""
         logs = self.member_logs(frame, source)
-        network = _mean_log(logs, len(frame))
+        network, shift = _mean_log(logs, len(frame)), np.zeros(len(frame))
         if self.store_levels is not None:
             network = network + store_level_of(self.store_levels, frame)
-        parts = {**logs, "network": network}
+            shift = rmspe_shift_of(self.store_levels, frame)
+        parts = {**logs, "network": network + shift}
         if self.boosted is not None:
-            parts["lightgbm"] = self.boosted.predict_log(frame)
+            parts["lightgbm"] = self.boosted.predict_log(frame) + shift
         return parts
 
     def forecast_log(self, parts: Logs) -> np.ndarray:

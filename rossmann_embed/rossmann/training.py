@@ -10,8 +10,8 @@ layout::
     logs/seed-S/           Lightning's CSV logs
     metrics.csv            every member's per-epoch metrics, with a seed column
     store_levels.csv       the network's mean log residual per store and weekday over the
-                           last ``level_days`` training days, added to its forecast
-                           (``levels``)
+                           last ``level_days`` training days, added to its forecast, and
+                           the variance beyond it, which lowers every part (``levels``)
     lightgbm/              the boosted half (``lightgbm_weight`` > 0): LightGBM fed with the
                            first member's store factors (model.txt, model-2.txt, settings.json,
                            store_factors.csv, blend.json)
