@@ -20,6 +20,7 @@ from rossmann_embed.rossmann.boosting import (
 )
 from rossmann_embed.rossmann.features import build_features, model_rows
 from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.rossmann.levels import RMSPE_SHIFT
 from rossmann_embed.rossmann.studies.synthetic import write_synthetic
 
 
@@ -90,7 +91,12 @@ def test_boosted_half_blends_in_log_space_and_round_trips(frame, tmp_path: Path)
     assert boosted.forecaster.inner_score_ is None
     network = np.full(rows.height, 8.0)
     lightgbm = boosted.predict_log(rows)
-    np.testing.assert_allclose(boosted.blend(network, lightgbm), 0.75 * 8.0 + 0.25 * lightgbm)
+    # The weighted mean, lowered for RMSPE by 1.5 times the two-point mixture's variance.
+    spread = 0.25 * 0.75 * (8.0 - lightgbm) ** 2
+    assert spread.max() > 1e-3
+    np.testing.assert_allclose(boosted.blend(network, lightgbm),
+                               0.75 * 8.0 + 0.25 * lightgbm - RMSPE_SHIFT * spread)
+    np.testing.assert_allclose(boosted.blend(lightgbm, lightgbm), lightgbm)  # halves agree
     boosted.save(tmp_path / "half")
     loaded = Boosted.load(tmp_path / "half")
     np.testing.assert_array_equal(loaded.predict_log(rows), boosted.predict_log(rows))

@@ -86,8 +86,9 @@ def test_seed_ensemble_is_one_run_averaged_in_log_space(trained: tuple[Path, Pat
     # The forecast: the network's log-space mean blended with the boosted half.
     weight = run.boosted.weight
     assert weight == TrainConfig(data_dir="", out="").lightgbm_weight
-    np.testing.assert_allclose(run.predict_log(rows),
-                               (1 - weight) * parts["network"] + weight * parts["lightgbm"])
+    spread = weight * (1 - weight) * (parts["network"] - parts["lightgbm"]) ** 2
+    np.testing.assert_allclose(run.predict_log(rows), (1 - weight) * parts["network"]
+                               + weight * parts["lightgbm"] - RMSPE_SHIFT * spread)
     single = load_run(run_dir / "checkpoints" / "seed-0" / "best.ckpt")  # a checkpoint alone
     np.testing.assert_allclose(single.predict_log(rows), logs["seed-0"])
 

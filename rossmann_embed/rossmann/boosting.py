@@ -32,6 +32,7 @@ import numpy as np
 import polars as pl
 
 from rossmann_embed.rossmann.io import PROMO_INTERVALS, SCHEMAS, STATE_HOLIDAYS
+from rossmann_embed.rossmann.levels import RMSPE_SHIFT
 from rossmann_embed.rossmann.states import german_states
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import atomic_write, write_csv, write_json
@@ -283,7 +284,8 @@ def store_factors(stores: list, weights: np.ndarray, k: int) -> pl.DataFrame:
 @dataclass
 class Boosted:
     """LightGBM fed with the network's learned store factors, blended with the network: the
-    forecast is ``(1 - weight) * network + weight * lightgbm`` in log space."""
+    forecast is ``(1 - weight) * network + weight * lightgbm`` in log space, lowered for RMSPE
+    by ``RMSPE_SHIFT`` times the two halves' spread (``blend``)."""
 
     forecaster: LightGBMForecaster
     factors: pl.DataFrame  # Store, StoreFactor0 ..
@@ -306,8 +308,12 @@ class Boosted:
         return self.forecaster.predict_log(_with_factors(rows, self.factors))
 
     def blend(self, network_log: np.ndarray, lightgbm_log: np.ndarray) -> np.ndarray:
-        """The forecast in log space from the network's and this half's log predictions."""
-        return (1 - self.weight) * network_log + self.weight * lightgbm_log
+        """The forecast in log space from the network's and this half's log predictions: their
+        weighted mean, lowered by ``RMSPE_SHIFT`` times the variance of the two-point mixture
+        they make, where the halves disagree the forecast is less sure (``levels``)."""
+        w = self.weight
+        spread = w * (1 - w) * (network_log - lightgbm_log) ** 2
+        return (1 - w) * network_log + w * lightgbm_log - RMSPE_SHIFT * spread
 
     def save(self, directory: Path) -> None:
         self.forecaster.save(directory)

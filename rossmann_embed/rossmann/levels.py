@@ -11,7 +11,8 @@ and added to the network's log forecast (docs/decisions.md).
 Kaggle scores RMSPE, and the forecast that minimises the expected squared percentage error
 is not the expected log sales: with log-normal errors of variance s2 it lies 1.5 * s2 below
 (E[1/y] / E[1/y^2]). So each store's variance of those residuals, beyond its level and
-shrunk toward every store's, is saved too, and every part of the forecast is lowered by it.
+shrunk toward every store's, is saved too, and every part of the forecast is lowered by it;
+the blend of the two parts also by their spread (``boosting.Boosted.blend``).
 """
 
 from __future__ import annotations
