@@ -310,7 +310,7 @@ class Boosted:
     def blend(self, network_log: np.ndarray, lightgbm_log: np.ndarray) -> np.ndarray:
         """The forecast in log space from the network's and this half's log predictions: their
         weighted mean, lowered by ``RMSPE_SHIFT`` times the variance of the two-point mixture
-        they make, where the halves disagree the forecast is less sure (``levels``)."""
+        they make (where the halves disagree, the forecast is less sure; ``levels``)."""
         w = self.weight
         spread = w * (1 - w) * (network_log - lightgbm_log) ** 2
         return (1 - w) * network_log + w * lightgbm_log - RMSPE_SHIFT * spread
