@@ -136,6 +136,8 @@ def test_each_store_forecast_moves_below_its_log_mean_by_its_variance() -> None:
     np.testing.assert_allclose(shift[:n], -RMSPE_SHIFT * steady)
     np.testing.assert_allclose(shift[n:], -RMSPE_SHIFT * noisy)
     assert shift[n] < 2 * shift[0] < 0  # the noisy store moves further down
+    few = fit_store_levels(rows.head(5), np.log(1000) - residual[:5])  # a sample's few days
+    assert few.height == 0 and rmspe_shift_of(few, rows).tolist() == [0.0] * len(rows)
 
 
 def test_members_and_forecast_predict_the_boosted_half_once(

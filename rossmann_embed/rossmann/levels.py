@@ -65,7 +65,7 @@ def fit_store_levels(rows: pl.DataFrame, logs: np.ndarray) -> pl.DataFrame:
               .with_columns(Level=pl.col("StoreLevel") + pl.col("WeekdayLevel").fill_null(0.0)))
     beyond = (frame.join(levels.select("Store", "DayOfWeek", "Level"), on=["Store", "DayOfWeek"])
               .select("Store", Square=(pl.col("Residual") - pl.col("Level")).pow(2)))
-    chain = beyond.get_column("Square").mean()
+    chain = beyond.select(pl.col("Square").mean().fill_null(0.0)).item()  # 0: no store has one
     variance = beyond.group_by("Store").agg(
         Variance=(pl.col("Square").sum() + VARIANCE_PRIOR_ROWS * chain)
         / (pl.len() + VARIANCE_PRIOR_ROWS))
