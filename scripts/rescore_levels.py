@@ -1,6 +1,7 @@
 """Re-score a finished backtest with this version's store levels, without training again.
 
-Store levels are computed after training from the trained members (rossmann/levels.py), so
+Store levels and the variances of the RMSPE shift are computed after training from the
+trained members (rossmann/levels.py), so
 a backtest's saved networks and boosted halves give exactly the figures a new backtest would,
 up to the boosted half's run-to-run noise. This rewrites each window's
 ``run/store_levels.csv`` and writes ``rescore.json`` (RMSPE of the forecast and of the
