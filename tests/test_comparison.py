@@ -28,6 +28,7 @@ from rossmann_embed.rossmann.studies.comparison import (
 )
 from rossmann_embed.rossmann.studies.comparison_report import paper_layout, with_and_without
 from rossmann_embed.rossmann.studies.synthetic import write_synthetic
+from rossmann_embed.tabular.config import NetworkConfig
 from rossmann_embed.tabular.embedding_encoder import EmbeddingEncoder, embedding_rows
 from rossmann_embed.tabular.encoding import ColumnSpec, Preprocessor
 from rossmann_embed.tabular.metrics import mape
@@ -178,9 +179,9 @@ def _model_and_preprocessor() -> tuple[EntityEmbeddingRegressor, Preprocessor]:
     spec = ColumnSpec({"Store": 3, "State": 2}, [], "Sales")
     preprocessor = Preprocessor(spec).fit(frame)
     torch.manual_seed(0)
-    model = EntityEmbeddingRegressor(preprocessor.cardinalities, 0,
-                                     embedding_sizes={"Store": 4, "State": 2},
-                                     hidden_sizes=(8,))
+    config = NetworkConfig(embedding_sizes={"Store": 4, "State": 2}, hidden_sizes=[8],
+                           dropout=[0.0])
+    model = EntityEmbeddingRegressor(config, preprocessor.cardinalities, 0, "log")
     return model, preprocessor
 
 
@@ -199,9 +200,9 @@ def test_from_model_and_from_run_use_the_model_weights():
 
 def test_one_hot_network_sees_one_hot_vectors():
     model, _ = _model_and_preprocessor()
-    one_hot = EntityEmbeddingRegressor(model.hparams.cardinalities, 0,
-                                       embedding_sizes=model.hparams.cardinalities,
-                                       hidden_sizes=(8,))
+    config = NetworkConfig(embedding_sizes=model.hparams.cardinalities, hidden_sizes=[8],
+                           dropout=[0.0])
+    one_hot = EntityEmbeddingRegressor(config, model.hparams.cardinalities, 0, "log")
     freeze_one_hot(one_hot)
     weights = one_hot.embeddings["Store"].weight
     assert torch.equal(weights, torch.eye(4)) and not weights.requires_grad

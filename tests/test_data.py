@@ -8,6 +8,7 @@ import pytest
 import torch
 from pytorch_lightning import Trainer
 
+from rossmann_embed.tabular.config import NetworkConfig
 from rossmann_embed.tabular.data import (
     VALIDATION_BATCH_FACTOR,
     PermutationBatches,
@@ -134,7 +135,9 @@ class _RowRecorder(EntityEmbeddingRegressor):
 def test_trainer_iterates_once_per_epoch_with_that_epochs_permutation():
     n = 64
     table = EncodedTable(torch.arange(n)[:, None], torch.zeros(n, 1), torch.zeros(n))
-    model = _RowRecorder({"row": n}, 1, hidden_sizes=(4,))
+    config = NetworkConfig(hidden_sizes=[4], dropout=[0.0], ensemble_size=1,
+                           numerical_embedding="none")
+    model = _RowRecorder(config, {"row": n}, 1, "log")
     model.epoch_rows = []
     Trainer(max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False).fit(model, TensorDataModule(table, batch_size=16, seed=5))

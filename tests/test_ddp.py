@@ -20,6 +20,7 @@ SCRIPT = textwrap.dedent(
     import numpy as np
     import torch
     from pytorch_lightning import Trainer
+    from rossmann_embed.tabular.config import NetworkConfig
     from rossmann_embed.tabular.data import TensorDataModule
     from rossmann_embed.tabular.encoding import EncodedTable
     from rossmann_embed.tabular.metrics import rmspe
@@ -42,7 +43,8 @@ SCRIPT = textwrap.dedent(
 
     train, val = table(1001, 0), table(333, 1)
     torch.manual_seed(0)
-    model = Recorder({"a": 10, "b": 10}, 3, hidden_sizes=(16, 8), y_range=(6.0, 8.0))
+    config = NetworkConfig(hidden_sizes=[16, 8], ensemble_size=1, numerical_embedding="none")
+    model = Recorder(config, {"a": 10, "b": 10}, 3, "log", y_range=(6.0, 8.0))
     trainer = Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1,
                       logger=False, enable_checkpointing=False, enable_progress_bar=False,
                       enable_model_summary=False, num_sanity_val_steps=0)

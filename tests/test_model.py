@@ -10,6 +10,7 @@ import torch
 from pytorch_lightning import Trainer
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
+from rossmann_embed.tabular.config import NetworkConfig
 from rossmann_embed.tabular.data import TensorDataModule
 from rossmann_embed.tabular.encoding import EncodedTable
 from rossmann_embed.tabular.metrics import rmspe
@@ -33,9 +34,14 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _model(**kwargs) -> EntityEmbeddingRegressor:
-    defaults = {"hidden_sizes": (32, 16), "learning_rate": 1e-2}
-    return EntityEmbeddingRegressor(CARDINALITIES, 2, **{**defaults, **kwargs})
+PLAIN = {"hidden_sizes": [32, 16], "learning_rate": 1e-2, "ensemble_size": 1,
+         "numerical_embedding": "none"}  # a small plain MLP: fast to train in a test
+
+
+def _model(y_range=None, preprocessing=None, **options) -> EntityEmbeddingRegressor:
+    config = NetworkConfig(**{**PLAIN, **options})
+    return EntityEmbeddingRegressor(config, CARDINALITIES, 2, "log", y_range,
+                                    preprocessing=preprocessing)
 
 
 def _planted(n: int, seed: int) -> EncodedTable:
@@ -130,8 +136,9 @@ def test_rmspe_matches_kaggle_and_ignores_zero_sales():
 
 
 def test_training_flops_are_three_times_the_forward_matmuls():
-    model = EntityEmbeddingRegressor({"a": 10, "b": 5}, 3, embedding_sizes={"a": 4, "b": 2},
-                                     hidden_sizes=(16, 8))
+    config = NetworkConfig(embedding_sizes={"a": 4, "b": 2}, hidden_sizes=[16, 8],
+                           ensemble_size=1, numerical_embedding="none")
+    model = EntityEmbeddingRegressor(config, {"a": 10, "b": 5}, 3, "log")
     widths = [4 + 2 + 3, 16, 8, 1]
     forward = sum(2 * 64 * a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
     assert training_flops_per_batch(model, 64) == 3 * forward
@@ -180,9 +187,7 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
 
     raw = torch.load(checkpoint.best_model_path, weights_only=True)  # nothing unpicklable
     assert raw["lr_schedulers"] and raw["hyper_parameters"]["preprocessing"] == preprocessing
-    loaded = EntityEmbeddingRegressor.load_from_checkpoint(
-        checkpoint.best_model_path, weights_only=True
-    )
+    loaded = EntityEmbeddingRegressor.from_checkpoint(checkpoint.best_model_path)
     assert loaded.hparams.preprocessing == preprocessing
     assert torch.equal(
         loaded.predict_log(val.categorical, val.continuous),
@@ -197,3 +202,36 @@ def test_rejects_bad_arguments():
         _model(dropout=(0.1,))
     with pytest.raises(ValueError, match="not in cardinalities"):
         _model(embedding_sizes={"nope": 2})
+
+
+def test_the_model_is_built_from_its_config_alone():
+    """Every architecture option comes from NetworkConfig: its defaults are the model's."""
+    from tabm import LinearBatchEnsemble
+
+    from rossmann_embed.tabular.model import numerical_bins
+
+    config = NetworkConfig()
+    bins = numerical_bins(torch.randn(300, 2), config.numerical_bins)
+    model = EntityEmbeddingRegressor(config, CARDINALITIES, 2, "log", bins=bins)
+    assert model.hparams.network == config.to_dict()
+    widths = [m.weight.shape[0] for m in model.mlp.modules()
+              if isinstance(m, LinearBatchEnsemble)]
+    assert widths == config.hidden_sizes
+    members = model.forward_members(torch.ones(3, 2, dtype=torch.int64), torch.zeros(3, 2))
+    assert members.shape == (3, config.ensemble_size)
+    assert type(model.numerical).__name__ == "PiecewiseLinearEmbeddings"
+    assert model.embedding_dropout.p == config.embedding_dropout
+
+
+def test_a_checkpoint_of_flat_hyperparameters_still_loads(tmp_path):
+    """Checkpoints written before the model took a NetworkConfig keep predicting alike."""
+    model = _model(y_range=(6.0, 10.0), embedding_sizes={"store": 3})
+    hparams = {**model.hparams.network, **{k: v for k, v in model.hparams.items()
+                                           if k != "network"}}
+    torch.save({"hyper_parameters": hparams, "state_dict": model.state_dict()},
+               tmp_path / "old.ckpt")
+    loaded = EntityEmbeddingRegressor.from_checkpoint(tmp_path / "old.ckpt")
+    table = _planted(50, seed=9)
+    assert loaded.config == model.config
+    assert torch.equal(loaded.predict_log(table.categorical, table.continuous),
+                       model.predict_log(table.categorical, table.continuous))

@@ -24,9 +24,11 @@ from rossmann_embed.tabular.model import EntityEmbeddingRegressor, numerical_bin
 
 def _model(**kwargs) -> EntityEmbeddingRegressor:
     x = torch.randn(500, 2)
-    options = {"hidden_sizes": (32, 16), "ensemble_size": 4, "numerical_embedding": "piecewise",
-               "bins": numerical_bins(x, 8)}
-    return EntityEmbeddingRegressor({"store": 11}, 2, **{**options, **kwargs})
+    bins = kwargs.pop("bins", numerical_bins(x, 8))
+    target_transform = kwargs.pop("target_transform", "log")
+    options = {"hidden_sizes": [32, 16], "ensemble_size": 4, "numerical_embedding": "piecewise"}
+    config = NetworkConfig(**{**options, **kwargs})
+    return EntityEmbeddingRegressor(config, {"store": 11}, 2, target_transform, bins=bins)
 
 
 def test_the_ensemble_members_differ_and_the_prediction_is_their_mean() -> None:
@@ -75,8 +77,7 @@ def test_every_numerical_embedding_trains_and_round_trips(kind: str, tmp_path: P
     after = ((model.predict_log(categorical, continuous) - target) ** 2).mean()
     assert after < 0.2 * before
     trainer.save_checkpoint(tmp_path / "m.ckpt")
-    loaded = EntityEmbeddingRegressor.load_from_checkpoint(tmp_path / "m.ckpt",
-                                                           weights_only=True).eval()
+    loaded = EntityEmbeddingRegressor.from_checkpoint(tmp_path / "m.ckpt").eval()
     assert torch.allclose(loaded.predict_log(categorical, continuous),
                           model.predict_log(categorical, continuous), atol=1e-5)
 

@@ -7,6 +7,7 @@ extend ``NetworkConfig`` with their own fields (``rossmann.config.TrainConfig``,
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import numbers
@@ -241,6 +242,12 @@ def auto_budget(config: NetworkConfig, rows: int) -> Budget:
         epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(MIN_STEPS / per_epoch)))
     patience = config.patience if config.patience is not None else max(5, epochs // 4)
     return Budget(batch, epochs, patience)
+
+
+def network_of(config: NetworkConfig) -> NetworkConfig:
+    """The network's and the Trainer's options alone, of any command's config (a copy)."""
+    return NetworkConfig(**copy.deepcopy(
+        {f.name: getattr(config, f.name) for f in fields(NetworkConfig)}))
 
 
 def per_layer_dropout(dropout: list[float], n_layers: int) -> list[float]:

@@ -18,7 +18,9 @@ import copy
 import ctypes
 import warnings
 from collections.abc import Sequence
-from typing import Any, Literal
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +30,7 @@ from tabm import BatchNorm1dEnsemble, EnsembleView, LinearBatchEnsemble, LinearE
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from rossmann_embed.tabular.config import NUMERICAL_EMBEDDINGS
+from rossmann_embed.tabular.config import NetworkConfig, network_of, per_layer_dropout
 
 
 def default_embedding_size(cardinality: int) -> int:
@@ -38,30 +40,19 @@ def default_embedding_size(cardinality: int) -> int:
 
 
 class EntityEmbeddingRegressor(LightningModule):
-    """Entity embeddings (Guo & Berkhahn 2016) + MLP regressor of log(target).
+    """Entity embeddings (Guo & Berkhahn 2016) + MLP regressor of the transformed target,
+    built from one ``NetworkConfig`` (its architecture, loss and optimiser; the model has no
+    defaults of its own) and what the data decided.
 
     Args:
+        config: the network's options (``NetworkConfig``; a command's config may be passed,
+            its other fields are ignored).
         cardinalities: embedding rows per categorical column, including the unknown row 0.
         n_continuous: number of continuous input columns.
-        embedding_sizes: per-column overrides of ``default_embedding_size``.
-        hidden_sizes: widths of the hidden layers.
-        dropout: dropout after each hidden layer (one float for all, or one per layer).
-            Default 0: fastai's (0.001, 0.01) barely regularise, yet on CPU their random
-            numbers cost several percent of a training step of the default network.
-        embedding_dropout: dropout on the concatenated embeddings.
-        batch_norm: BatchNorm1d after each hidden layer's ReLU.
-        y_range: ``(lo, hi)`` in log space; the output becomes ``lo + (hi - lo) * sigmoid(x)``.
-        loss: ``"mse"`` or ``"mae"`` in the model's space; rows with non-finite targets
-            (log of zero sales) are ignored.
-        learning_rate: peak learning rate of the one-cycle schedule (AdamW).
-        weight_decay: AdamW's decoupled weight decay.
         target_transform: how targets were transformed (``encoding.TARGET_TRANSFORMS``):
             validation undoes it to report errors in the target's units.
-        ensemble_size: members of the TabM ensemble (BatchEnsemble layers sharing weights);
-            1 is a plain MLP.
-        numerical_embedding: ``"piecewise"`` (needs ``bins``), ``"periodic"`` or ``"none"``
-            (each continuous value enters the MLP as one number).
-        numerical_embedding_size: dimensions of each continuous column's embedding.
+        y_range: ``(lo, hi)`` in the model's space; the output becomes
+            ``lo + (hi - lo) * sigmoid(x)``.
         bins: per continuous column, the bin edges of the piecewise-linear embedding
             (``numerical_bins`` on the training rows).
         preprocessing: opaque plain data (e.g. ``Preprocessor.to_dict()``) stored in the
@@ -70,70 +61,41 @@ class EntityEmbeddingRegressor(LightningModule):
 
     def __init__(
         self,
+        config: NetworkConfig,
         cardinalities: dict[str, int],
         n_continuous: int,
-        embedding_sizes: dict[str, int] | None = None,
-        hidden_sizes: Sequence[int] = (1000, 500),
-        dropout: float | Sequence[float] = 0.0,
-        embedding_dropout: float = 0.04,
-        batch_norm: bool = False,
+        target_transform: str,
         y_range: tuple[float, float] | None = None,
-        loss: Literal["mse", "mae"] = "mse",
-        learning_rate: float = 3e-3,
-        weight_decay: float = 1e-5,
-        target_transform: str = "log",
-        factorization: Sequence[Sequence[str]] | None = None,
-        mlp: bool = True,
-        ensemble_size: int = 1,
-        numerical_embedding: str = "none",
-        numerical_embedding_size: int = 16,
         bins: Sequence[Sequence[float]] | None = None,
         preprocessing: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if loss not in ("mse", "mae"):
-            raise ValueError(f"loss must be 'mse' or 'mae', got {loss!r}")
-        unknown = set(embedding_sizes or {}) - set(cardinalities)
+        config = network_of(config)
+        config.check()
+        unknown = set(config.embedding_sizes) - set(cardinalities)
         if unknown:
             raise ValueError(f"embedding_sizes names columns not in cardinalities: {unknown}")
-        pairs = [tuple(pair) for pair in factorization or []]
-        if not mlp and not pairs:
-            raise ValueError("mlp=False needs factorization pairs: nothing would predict")
-        if numerical_embedding not in NUMERICAL_EMBEDDINGS:
-            raise ValueError(f"numerical_embedding must be one of {NUMERICAL_EMBEDDINGS}, "
-                             f"got {numerical_embedding!r}")
-        if n_continuous == 0:
-            numerical_embedding = "none"
-        if numerical_embedding == "piecewise" and (bins is None or len(bins) != n_continuous):
+        numerical = config.numerical_embedding if n_continuous else "none"
+        if numerical == "piecewise" and (bins is None or len(bins) != n_continuous):
             raise ValueError("numerical_embedding='piecewise' needs bins for each continuous "
                              "column (numerical_bins)")
+        config.dropout = per_layer_dropout(config.dropout, len(config.hidden_sizes))
+        self.config = config
         # Plain containers only, so checkpoints load with weights_only=True.
         self.save_hyperparameters(
             {
+                "network": config.to_dict(),
                 "cardinalities": dict(cardinalities),
                 "n_continuous": int(n_continuous),
-                "embedding_sizes": dict(embedding_sizes) if embedding_sizes else None,
-                "hidden_sizes": [int(h) for h in hidden_sizes],
-                "dropout": _per_layer(dropout, len(hidden_sizes)),
-                "embedding_dropout": float(embedding_dropout),
-                "batch_norm": bool(batch_norm),
-                "y_range": [float(v) for v in y_range] if y_range is not None else None,
-                "loss": loss,
-                "learning_rate": float(learning_rate),
-                "weight_decay": float(weight_decay),
                 "target_transform": target_transform,
-                "factorization": [list(pair) for pair in pairs],
-                "mlp": bool(mlp),
-                "ensemble_size": int(ensemble_size),
-                "numerical_embedding": numerical_embedding,
-                "numerical_embedding_size": int(numerical_embedding_size),
+                "y_range": [float(v) for v in y_range] if y_range is not None else None,
                 "bins": ([[float(v) for v in edges] for edges in bins]
-                         if numerical_embedding == "piecewise" else None),
+                         if numerical == "piecewise" else None),
                 "preprocessing": preprocessing,
             }
         )
         sizes = {name: default_embedding_size(n) for name, n in cardinalities.items()}
-        sizes.update(embedding_sizes or {})
+        sizes.update(config.embedding_sizes)
         self.embeddings = nn.ModuleDict(
             {name: nn.Embedding(n, sizes[name]) for name, n in cardinalities.items()}
         )
@@ -142,17 +104,34 @@ class EntityEmbeddingRegressor(LightningModule):
             # the vectors after a short training, and maps of them show noise.
             nn.init.trunc_normal_(embedding.weight, std=0.01, a=-0.02, b=0.02)
         self.embedding_dropout = (
-            CheapDropout(embedding_dropout) if embedding_dropout else nn.Identity()
-        )
+            CheapDropout(config.embedding_dropout) if config.embedding_dropout
+            else nn.Identity())
         self.numerical = _numerical_embeddings(
-            numerical_embedding, n_continuous, numerical_embedding_size, self.hparams.bins)
-        numerical_width = numerical_embedding_size if self.numerical is not None else 1
+            numerical, n_continuous, config.numerical_embedding_size, self.hparams.bins)
+        numerical_width = config.numerical_embedding_size if self.numerical is not None else 1
         chunks = [*sizes.values(), *[numerical_width] * n_continuous]  # one per input column
         self.mlp = _ensemble_mlp(
-            chunks, self.hparams.hidden_sizes, self.hparams.dropout, batch_norm, ensemble_size,
-        ) if mlp else None
-        self._factorization(pairs, sizes)
+            chunks, config.hidden_sizes, config.dropout, config.batch_norm,
+            config.ensemble_size,
+        ) if config.mlp else None
+        self._factorization([tuple(pair) for pair in config.factorization], sizes)
         self._val_sums: torch.Tensor | None = None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> EntityEmbeddingRegressor:
+        """The model a checkpoint holds, on the CPU, loaded weights-only. Checkpoints written
+        before the model took a ``NetworkConfig`` (flat hyperparameters) load too."""
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        hparams = dict(checkpoint["hyper_parameters"])
+        network = hparams.pop("network", None)
+        if network is None:  # format 1: the network's options beside the data's
+            names = {f.name for f in fields(NetworkConfig)}
+            network = {k: hparams.pop(k) for k in list(hparams) if k in names}
+            network["embedding_sizes"] = network.get("embedding_sizes") or {}
+            network.pop("preprocessing", None)
+        model = cls(NetworkConfig.from_dict(network), **hparams)
+        model.load_state_dict(checkpoint["state_dict"])
+        return model
 
     def _factorization(self, pairs: list[tuple[str, ...]], sizes: dict[str, int]) -> None:
         """fastai's EmbeddingDotBias for each pair: the dot product of the two columns'
@@ -221,7 +200,7 @@ class EntityEmbeddingRegressor(LightningModule):
             target = target.unsqueeze(1).expand_as(pred)
         finite = torch.isfinite(target)
         diff = torch.where(finite, pred - target, 0.0)
-        per_row = diff.square() if self.hparams.loss == "mse" else diff.abs()
+        per_row = diff.square() if self.config.loss == "mse" else diff.abs()
         return per_row.sum(), finite.sum()
 
     # ---- Lightning loop ------------------------------------------------------------------
@@ -282,13 +261,13 @@ class EntityEmbeddingRegressor(LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW under a one-cycle schedule over all of the trainer's optimizer steps."""
         optimizer = torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.learning_rate,
-            weight_decay=self.hparams.weight_decay,
+            self.parameters(), lr=self.config.learning_rate,
+            weight_decay=self.config.weight_decay,
             # One fused kernel per parameter: ~3x faster than the default loop on CPU.
             fused=self.device.type in ("cpu", "cuda") or None,
         )
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=self.hparams.learning_rate,
+            optimizer, max_lr=self.config.learning_rate,
             total_steps=max(1, int(self.trainer.estimated_stepping_batches)),
         )
         schedule = {"scheduler": scheduler, "interval": "step"}
@@ -406,14 +385,6 @@ def training_flops_per_batch(model: EntityEmbeddingRegressor, batch_size: int) -
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     return int(counter.get_total_flops())
-
-
-def _per_layer(dropout: float | Sequence[float], n_layers: int) -> list[float]:
-    if isinstance(dropout, (int, float)):
-        return [float(dropout)] * n_layers
-    if len(dropout) != n_layers:
-        raise ValueError(f"dropout has {len(dropout)} values for {n_layers} hidden layers")
-    return [float(p) for p in dropout]
 
 
 def _ensemble_mlp(chunks: Sequence[int], hidden: Sequence[int], dropout: Sequence[float],

@@ -30,8 +30,7 @@ def member_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
 def load_member(path: str | Path) -> EntityEmbeddingRegressor:
     """One model from a checkpoint, on the CPU, in eval mode, weights-only loading."""
     try:
-        model = EntityEmbeddingRegressor.load_from_checkpoint(path, map_location="cpu",
-                                                              weights_only=True)
+        model = EntityEmbeddingRegressor.from_checkpoint(path)
     # Whatever a damaged or foreign file makes the zip reader, torch or the model's
     # constructor raise (the fuzz suite found OSError, RuntimeError, KeyError, ...), the file
     # is the cause: one line naming it.

@@ -135,26 +135,9 @@ def train_member(config: NetworkConfig, budget: Budget, run_dir: Path, seed: int
     ``last.ckpt`` when asked and present."""
     seed_everything(seed, workers=True, verbose=False)
     model = EntityEmbeddingRegressor(
-        cardinalities=preprocessor.cardinalities,
-        n_continuous=len(preprocessor.spec.continuous),
-        embedding_sizes=config.embedding_sizes or None,
-        hidden_sizes=config.hidden_sizes,
-        dropout=config.dropout,
-        embedding_dropout=config.embedding_dropout,
-        batch_norm=config.batch_norm,
-        y_range=y_range,
-        loss=config.loss,
-        learning_rate=config.learning_rate,
-        weight_decay=config.weight_decay,
-        target_transform=preprocessor.spec.target_transform,
-        factorization=config.factorization,
-        mlp=config.mlp,
-        ensemble_size=config.ensemble_size,
-        numerical_embedding=config.numerical_embedding,
-        numerical_embedding_size=config.numerical_embedding_size,
-        bins=bins,
-        preprocessing={"preprocessor": preprocessor.to_dict(), **(metadata or {})},
-    )
+        config, preprocessor.cardinalities, len(preprocessor.spec.continuous),
+        preprocessor.spec.target_transform, y_range, bins,
+        preprocessing={"preprocessor": preprocessor.to_dict(), **(metadata or {})})
     checkpoints = run_dir / "checkpoints" / f"seed-{seed}"
     monitor = monitored_metric(config, preprocessor) if validation is not None else None
     best, last_checkpoint = _checkpoints(checkpoints, monitor)
