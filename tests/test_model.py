@@ -199,7 +199,7 @@ def test_rejects_bad_arguments():
     with pytest.raises(ValueError, match="loss"):
         _model(loss="huber")
     with pytest.raises(ValueError, match="dropout"):
-        _model(dropout=(0.1,))
+        _model(dropout=[0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="not in cardinalities"):
         _model(embedding_sizes={"nope": 2})
 

@@ -44,6 +44,7 @@ from rossmann_embed.rossmann.features import (
 from rossmann_embed.rossmann.io import read_rossmann
 from rossmann_embed.rossmann.levels import fit_store_levels, recent_rows, write_store_levels
 from rossmann_embed.tabular.columns import ColumnRoles
+from rossmann_embed.tabular.data import InMemoryData
 from rossmann_embed.tabular.encoding import Preprocessor
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_json
@@ -129,7 +130,8 @@ def train_network(config: TrainConfig, resume: bool = False,
     val_tensors = preprocessor.transform(validation) if validation.height else None
     y_range = (0.0, Y_RANGE_HEADROOM * math.log(train.get_column("Sales").max()))
     features = {"features": {"weather": config.weather, "trends": config.trends}}
-    if train_members(config, run_dir, preprocessor, train_tensors, val_tensors, y_range,
+    data = InMemoryData(train_tensors, val_tensors)
+    if train_members(config, run_dir, preprocessor, data, y_range,
                      resume=resume, callbacks=callbacks, metadata=features):
         write_store_levels(run_dir, store_levels(run_dir, train, config.level_days))
         if config.lightgbm_weight > 0:

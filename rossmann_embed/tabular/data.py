@@ -2,13 +2,15 @@
 
 Generic: knows nothing about Rossmann. ``PermutationBatches`` yields tuples of batch tensors
 by indexing aligned tensors with a slice of a seeded permutation, and shards that permutation
-across DDP ranks; ``TensorDataModule`` hands those loaders to a Lightning ``Trainer``.
+across DDP ranks; ``TensorDataModule`` hands those loaders to a Lightning ``Trainer``;
+``InMemoryData`` is this data path as a run trains on it (``streaming`` is the other).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -162,6 +164,30 @@ class TensorDataModule(LightningDataModule):
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,
         )
+
+
+@dataclass
+class InMemoryData:
+    """The in-memory data path of a run (``streaming.StreamedData`` is the other): encoded
+    training and validation rows, and what ``training.train_members`` needs of them."""
+
+    train: EncodedTable
+    validation: EncodedTable | None = None
+
+    @property
+    def rows(self) -> int:
+        return len(self.train)
+
+    @property
+    def validated(self) -> bool:
+        return self.validation is not None
+
+    def continuous_sample(self) -> torch.Tensor:
+        """Training rows' continuous values, for the piecewise-linear embedding's bins."""
+        return self.train.continuous
+
+    def datamodule(self, batch_size: int, seed: int) -> TensorDataModule:
+        return TensorDataModule(self.train, self.validation, batch_size, seed)
 
 
 def _lengths(tensors: Sequence[torch.Tensor]) -> list[int]:

@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from rossmann_embed.tabular.columns import ColumnRoles, infer_roles
 from rossmann_embed.tabular.config import FitConfig, NetworkConfig, per_layer_dropout
 from rossmann_embed.tabular.console import quiet_libraries
+from rossmann_embed.tabular.data import InMemoryData
 from rossmann_embed.tabular.encoding import (
     ColumnSpec,
     EncodedTable,
@@ -161,8 +162,8 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
             shutil.rmtree(run_dir / "checkpoints")
         run_dir.mkdir(parents=True, exist_ok=True)
         with quiet_libraries():
-            train_members(config, run_dir, preprocessor, train, validation, self.y_range_,
-                          summary=False)
+            train_members(config, run_dir, preprocessor, InMemoryData(train, validation),
+                          self.y_range_, summary=False)
         self.run_ = load_tabular_run(run_dir)
         self.run_files_ = run_files(run_dir)
         self.training_ = json.loads(self.run_files_[TRAINING_FILE])

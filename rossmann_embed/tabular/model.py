@@ -30,7 +30,7 @@ from tabm import BatchNorm1dEnsemble, EnsembleView, LinearBatchEnsemble, LinearE
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from rossmann_embed.tabular.config import NetworkConfig, network_of, per_layer_dropout
+from rossmann_embed.tabular.config import LOSSES, NetworkConfig, network_of, per_layer_dropout
 
 
 def default_embedding_size(cardinality: int) -> int:
@@ -70,8 +70,11 @@ class EntityEmbeddingRegressor(LightningModule):
         preprocessing: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        config = network_of(config)
-        config.check()
+        config = network_of(config)  # commands check every option; the model, its shape
+        config.dropout = per_layer_dropout(config.dropout, len(config.hidden_sizes))
+        if config.loss not in LOSSES or len(config.dropout) != len(config.hidden_sizes):
+            raise ValueError(f"loss must be one of {LOSSES} and dropout one rate per hidden "
+                             f"layer, got {config.loss!r} and {config.dropout}")
         unknown = set(config.embedding_sizes) - set(cardinalities)
         if unknown:
             raise ValueError(f"embedding_sizes names columns not in cardinalities: {unknown}")
@@ -79,7 +82,6 @@ class EntityEmbeddingRegressor(LightningModule):
         if numerical == "piecewise" and (bins is None or len(bins) != n_continuous):
             raise ValueError("numerical_embedding='piecewise' needs bins for each continuous "
                              "column (numerical_bins)")
-        config.dropout = per_layer_dropout(config.dropout, len(config.hidden_sizes))
         self.config = config
         # Plain containers only, so checkpoints load with weights_only=True.
         self.save_hyperparameters(

@@ -29,13 +29,15 @@ from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from rossmann_embed.tabular.config import Budget, NetworkConfig, auto_budget
-from rossmann_embed.tabular.data import TensorDataModule
-from rossmann_embed.tabular.encoding import EncodedTable, Preprocessor
+from rossmann_embed.tabular.data import InMemoryData
+from rossmann_embed.tabular.encoding import Preprocessor
 from rossmann_embed.tabular.errors import TrainingFailed, TrainingInterrupted
 from rossmann_embed.tabular.files import write_csv, write_json
 from rossmann_embed.tabular.model import EntityEmbeddingRegressor, numerical_bins
+from rossmann_embed.tabular.streaming import StreamedData
 
 TRAINING_FILE = "training.json"
+TrainingData = InMemoryData | StreamedData  # the two data paths: same run, model and Trainer
 
 
 class ResumableEarlyStopping(EarlyStopping):
@@ -90,23 +92,24 @@ def monitored_metric(config: NetworkConfig, preprocessor: Preprocessor) -> str:
 
 
 def train_members(config: NetworkConfig, run_dir: Path, preprocessor: Preprocessor,
-                  train: EncodedTable, validation: EncodedTable | None,
-                  y_range: tuple[float, float] | None, *, resume: bool = False,
+                  data: TrainingData, y_range: tuple[float, float] | None, *,
+                  resume: bool = False,
                   callbacks: Sequence[Callback] = (),
                   metadata: dict[str, Any] | None = None, summary: bool = True) -> bool:
     """Train ``config.seeds`` members into ``run_dir``, merge their metrics and write
     ``training.json``; returns whether this process is the global rank 0 (the one that
-    writes reports under DDP)."""
-    budget = auto_budget(config, len(train))
+    writes reports under DDP). ``data`` is the in-memory or the streamed data path: the
+    rest is the same for both."""
+    budget = auto_budget(config, data.rows)
     # Bins of the piecewise-linear embeddings: from the training rows only, one set per run.
-    bins = (numerical_bins(train.continuous, config.numerical_bins)
+    bins = (numerical_bins(data.continuous_sample(), config.numerical_bins)
             if config.numerical_embedding == "piecewise" else None)
     is_global_zero, members = True, []
     for member in range(config.seeds):
         seed = config.seed + member
         try:
-            trainer = train_member(config, budget, run_dir, seed, preprocessor, train,
-                                   validation, y_range, bins, resume=resume,
+            trainer = train_member(config, budget, run_dir, seed, preprocessor, data,
+                                   y_range, bins, resume=resume,
                                    callbacks=callbacks, metadata=metadata, summary=summary)
         except TrainingFailed as error:  # no member of the run may claim success
             if not isinstance(error, TrainingInterrupted):  # kept for --resume
@@ -119,15 +122,15 @@ def train_members(config: NetworkConfig, run_dir: Path, preprocessor: Preprocess
     if is_global_zero:
         merge_metrics(run_dir)
         write_json(run_dir / TRAINING_FILE, {
-            "rows": len(train), "batch_size": budget.batch_size, "epochs": budget.epochs,
-            "patience": budget.patience, "planned_steps": budget.steps(len(train)),
+            "rows": data.rows, "batch_size": budget.batch_size, "epochs": budget.epochs,
+            "patience": budget.patience, "planned_steps": budget.steps(data.rows),
             "members": members})
     return is_global_zero
 
 
 def train_member(config: NetworkConfig, budget: Budget, run_dir: Path, seed: int,
-                 preprocessor: Preprocessor, train: EncodedTable,
-                 validation: EncodedTable | None, y_range: tuple[float, float] | None,
+                 preprocessor: Preprocessor, data: TrainingData,
+                 y_range: tuple[float, float] | None,
                  bins: list[list[float]] | None, *, resume: bool = False,
                  callbacks: Sequence[Callback] = (),
                  metadata: dict[str, Any] | None = None, summary: bool = True) -> Trainer:
@@ -139,7 +142,7 @@ def train_member(config: NetworkConfig, budget: Budget, run_dir: Path, seed: int
         preprocessor.spec.target_transform, y_range, bins,
         preprocessing={"preprocessor": preprocessor.to_dict(), **(metadata or {})})
     checkpoints = run_dir / "checkpoints" / f"seed-{seed}"
-    monitor = monitored_metric(config, preprocessor) if validation is not None else None
+    monitor = monitored_metric(config, preprocessor) if data.validated else None
     best, last_checkpoint = _checkpoints(checkpoints, monitor)
     all_callbacks: list[Callback] = [EpochTimer(), RandomStates(), best, last_checkpoint]
     if monitor:
@@ -166,12 +169,12 @@ def train_member(config: NetworkConfig, budget: Budget, run_dir: Path, seed: int
     log_file = _csv_log(run_dir, seed)
     # Lightning's CSVLogger starts its file afresh: keep what the interrupted run logged.
     earlier = pl.read_csv(log_file) if resuming and log_file.is_file() else None
-    data = TensorDataModule(train, validation, budget.batch_size, seed)
+    datamodule = data.datamodule(budget.batch_size, seed)
     with warnings.catch_warnings():
         if earlier is not None:  # "previous log files will be deleted": put back below
             warnings.filterwarnings("ignore", message="Experiment logs directory")
         try:
-            trainer.fit(model, datamodule=data, ckpt_path=last if resuming else None,
+            trainer.fit(model, datamodule=datamodule, ckpt_path=last if resuming else None,
                         weights_only=True)
         except SIGTERMException:  # a SystemExit with status 0: it must not pass for success
             raise TrainingInterrupted(

@@ -74,6 +74,7 @@ from rossmann_embed.rossmann.features import build_features, hide_future, model_
 from rossmann_embed.rossmann.io import read_rossmann
 from rossmann_embed.rossmann.studies.comparison_report import write_outputs
 from rossmann_embed.tabular.config import NetworkConfig
+from rossmann_embed.tabular.data import InMemoryData
 from rossmann_embed.tabular.embedding_encoder import EmbeddingEncoder
 from rossmann_embed.tabular.encoding import ColumnSpec, EncodedTable, Preprocessor
 from rossmann_embed.tabular.errors import InputError
@@ -179,7 +180,7 @@ def train_network(preprocessor: Preprocessor, train: EncodedTable, options: Comp
     y_range = (0.0, Y_RANGE_HEADROOM * float(train.target.max()))
     start = PaperStart(float(train.target.mean()), one_hot)
     with tempfile.TemporaryDirectory(prefix="compare-network-") as run_dir:
-        train_members(config, Path(run_dir), preprocessor, train, None, y_range,
+        train_members(config, Path(run_dir), preprocessor, InMemoryData(train), y_range,
                       callbacks=[start], summary=False)
         return load_member(Path(run_dir) / "checkpoints" / f"seed-{options.seed}" / "best.ckpt")
 
