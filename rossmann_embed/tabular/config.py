@@ -114,16 +114,22 @@ class NetworkConfig:
     precision: str = option("32-true", "Lightning's")
     logger: str = option("csv", "Lightning logger under RUN/logs (a CSV log is always kept)",
                          choices=LOGGERS)
+    num_nodes: int = option(1, "Lightning's: machines the run trains on (torchrun --nnodes, "
+                            "SLURM's nodes)")
+    loader_workers: int = option(0, "data-loader worker processes of a streamed table "
+                                 "(each reads its own row groups)")
 
     def check(self) -> None:
         """Raise ``OptionError`` for the first option outside what is allowed."""
-        for name in ("seeds", "ensemble_size", "numerical_embedding_size"):
+        for name in ("seeds", "ensemble_size", "numerical_embedding_size", "num_nodes"):
             require(self, name, _is_int(getattr(self, name)) and getattr(self, name) >= 1,
                      "a whole number of at least 1")
         for name in ("epochs", "batch_size", "patience"):
             value = getattr(self, name)
             require(self, name, value is None or _is_int(value) and value >= 1,
                     "a whole number of at least 1")
+        require(self, "loader_workers", _is_int(self.loader_workers) and self.loader_workers >= 0,
+                "a whole number >= 0")
         require(self, "numerical_bins", _is_int(self.numerical_bins)
                 and self.numerical_bins >= 2, "a whole number of at least 2")
         require(self, "monitor", self.monitor in MONITORS, f"one of {', '.join(MONITORS)}")

@@ -91,14 +91,14 @@ class EncodedTable:
         return self.categorical.shape[0]
 
 
-def _categories(frame: pl.DataFrame, name: str, vocabulary: list[Any] | None = None
+def _categories(schema: pl.Schema, name: str, vocabulary: list[Any] | None = None
                 ) -> pl.Expr:
     """A categorical column's values as the vocabulary holds them: dates and times as ISO
     text, so that vocabularies stay plain data (checkpoints load weights-only). Against a
     vocabulary of text, any column is read as text: a later file whose codes all look like
     numbers ("0", "1") is typed as integers by the CSV reader, yet holds the same codes."""
     column = pl.col(name)
-    dtype = frame.schema[name]
+    dtype = schema[name]
     text_vocabulary = bool(vocabulary) and isinstance(vocabulary[0], str)
     if dtype.is_temporal() or (text_vocabulary and dtype != pl.String):
         return column.cast(pl.String)
@@ -158,7 +158,7 @@ class Preprocessor:
         require_columns(frame, [*self.spec.categorical, *self.spec.continuous], "fit frame",
                         "the columns the spec names")
         self.vocabularies = {
-            name: frame.select(_categories(frame, name)).to_series().drop_nulls().unique()
+            name: frame.select(_categories(frame.schema, name)).to_series().drop_nulls().unique()
             .sort().to_list()
             for name in self.spec.categorical
         }
@@ -172,6 +172,36 @@ class Preprocessor:
             self.means = {c: float(v.mean()) if len(v) else 0.0 for c, v in finite.items()}
             self.stds = {c: float(v.std(ddof=1)) if len(v) > 1 and v.std() > 0 else 1.0
                          for c, v in finite.items()}
+        return self
+
+    def fit_streamed(self, lazy: pl.LazyFrame, sample: pl.DataFrame) -> Preprocessor:
+        """Learn from training rows too many for memory: the vocabularies, means and standard
+        deviations from every row of ``lazy`` (polars' streaming engine), the quantiles from
+        ``sample`` (all the rows when there are few enough: then exactly as ``fit``)."""
+        schema = lazy.collect_schema()
+        missing = [c for c in [*self.spec.categorical, *self.spec.continuous] if c not in schema]
+        if missing:
+            raise ValueError(f"the training rows lack the columns {missing}")
+        self.vocabularies = {
+            name: lazy.select(_categories(schema, name)).unique().collect(engine="streaming")
+            .to_series().drop_nulls().sort().to_list()
+            for name in self.spec.categorical
+        }
+        if self.scaling == "quantile":
+            self.quantiles = {c: training_quantiles(_numbers(sample, c))
+                              for c in self.spec.continuous}
+        elif self.spec.continuous:
+            numbers = [pl.col(c).cast(pl.Float64, strict=False).fill_nan(None)
+                       for c in self.spec.continuous]
+            moments = lazy.select(
+                *(n.mean().alias(f"mean {i}") for i, n in enumerate(numbers)),
+                *(n.std().alias(f"std {i}") for i, n in enumerate(numbers)),
+            ).collect(engine="streaming").row(0)
+            k = len(numbers)
+            self.means = {c: moments[i] if moments[i] is not None else 0.0
+                          for i, c in enumerate(self.spec.continuous)}
+            self.stds = {c: moments[k + i] if moments[k + i] else 1.0
+                         for i, c in enumerate(self.spec.continuous)}
         return self
 
     @property
@@ -210,7 +240,7 @@ class Preprocessor:
         """Each categorical column's vocabulary index: 1.. for values seen in training, 0 for
         any other value or a missing one (the embedding's unknown row)."""
         return frame.select(
-            _categories(frame, name, vocab)
+            _categories(frame.schema, name, vocab)
             .replace_strict(vocab, list(range(1, len(vocab) + 1)), default=0,
                             return_dtype=pl.Int64)
             .fill_null(0)

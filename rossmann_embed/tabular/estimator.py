@@ -16,7 +16,8 @@ import json
 import shutil
 import tempfile
 import warnings
-from dataclasses import fields
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +27,33 @@ from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
 from sklearn.utils import Tags
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from rossmann_embed.tabular import statistics
 from rossmann_embed.tabular.columns import ColumnRoles, infer_roles
 from rossmann_embed.tabular.config import FitConfig, NetworkConfig, per_layer_dropout
 from rossmann_embed.tabular.console import quiet_libraries
 from rossmann_embed.tabular.data import InMemoryData
 from rossmann_embed.tabular.encoding import (
     ColumnSpec,
-    EncodedTable,
     Preprocessor,
     forward_target,
 )
+from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import atomic_write, write_json
 from rossmann_embed.tabular.frames import to_frame
 from rossmann_embed.tabular.metrics import mae, rmse, rmspe
 from rossmann_embed.tabular.runs import load_tabular_run
-from rossmann_embed.tabular.tables import check_numbers, missing_numbers, require_columns
+from rossmann_embed.tabular.streaming import (
+    Split,
+    StreamedData,
+    StreamedTable,
+    row_groups,
+)
+from rossmann_embed.tabular.tables import (
+    ROWS_PER_GROUP,
+    check_numbers,
+    missing_numbers,
+    require_columns,
+)
 from rossmann_embed.tabular.training import TRAINING_FILE, train_members
 
 
@@ -69,6 +82,18 @@ PARAMETERS = estimator_parameters()
 ESTIMATOR_FILE = "estimator.json"
 TARGET = "__target__"  # the target's column inside the model's frames
 Y_RANGE_MARGIN = 0.1  # auto y_range: the training targets' span, widened by 10% each side
+
+
+@dataclass(frozen=True)
+class ModelColumns:
+    """A table's rows as the model sees them: dates as calendar parts, codes also as numbers,
+    the target renamed (a function object, so data-loader workers can take a copy)."""
+
+    roles: ColumnRoles
+    target: str
+
+    def __call__(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        return self.roles.expand(frame).rename({self.target: TARGET})
 
 
 class FilledValuesWarning(UserWarning):
@@ -119,7 +144,21 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
     # ---- scikit-learn API ----------------------------------------------------------------------
 
     def fit(self, X: Any, y: Any) -> EmbeddingRegressor:
-        """Infer the columns' roles, split off validation rows, train into the run directory."""
+        """Infer the columns' roles, split off validation rows, train into the run directory.
+
+        ``X`` is a table in memory (polars, pandas, numpy) and ``y`` its target; or, for a
+        table too large for memory, a parquet path (or list of paths) or a polars
+        ``LazyFrame`` and ``y`` the name of its target column (``fit_parquet``)."""
+        if isinstance(X, str | Path | list | pl.LazyFrame):
+            if not isinstance(y, str):
+                raise ValueError("with a parquet path or a LazyFrame as X, y must be the name "
+                                 f"of its target column, got {type(y).__name__}")
+            if isinstance(X, pl.LazyFrame):
+                with tempfile.TemporaryDirectory(prefix="embreg-rows-") as directory:
+                    path = Path(directory) / "rows.parquet"
+                    X.sink_parquet(path, row_group_size=ROWS_PER_GROUP)
+                    return self.fit_parquet(path, y, source="X")
+            return self.fit_parquet(X, y)
         config = self.check_params()
         frame = to_frame(X, type(self).__name__)
         target = _target_array(y, frame.height)
@@ -129,7 +168,9 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
                                   continuous=self.continuous, source="X",
                                   time_column=self.time_column)
         check_numbers(frame, self._continuous_inputs(frame), "X")
-        self.target_transform_ = _choose_transform(self.target_transform, target)
+        self.target_transform_ = _choose_transform(
+            self.target_transform, float(target.min()) if len(target) else 1.0,
+            bool(np.all(target == np.round(target))))
         rows = self.roles_.expand(frame).with_columns(pl.Series(TARGET, target))
         train, validation = self._split(frame, rows)
         spec = ColumnSpec(
@@ -137,14 +178,11 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
             list(self.roles_.continuous), TARGET, self.target_transform_)
         preprocessor = Preprocessor(spec, scaling=config.continuous_scaling).fit(train)
         transformed = forward_target(train.get_column(TARGET).to_numpy(), spec.target_transform)
-        self.y_range_ = _y_range(self.y_range, transformed)
+        self.y_range_ = _y_range(self.y_range, transformed.min(), transformed.max())
         val_tensors = preprocessor.transform(validation) if validation.height else None
-        train_tensors = preprocessor.transform(train)
-        if self.out:
-            self._train(config, Path(self.out), preprocessor, train_tensors, val_tensors)
-        else:  # nothing left on disk: the run is kept in memory until ``save``
-            with tempfile.TemporaryDirectory(prefix="embreg-") as run_dir:
-                self._train(config, Path(run_dir), preprocessor, train_tensors, val_tensors)
+        data = InMemoryData(preprocessor.transform(train), val_tensors)
+        if not self._train(config, preprocessor, data):
+            return self
         self.validation_ = self._scores(validation) if validation.height else {}
         self.validation_["rows"] = validation.height
         self.validation_["rows_train"] = train.height
@@ -152,21 +190,88 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
             self._write_description(Path(self.out))
         return self
 
-    def _train(self, config: NetworkConfig, run_dir: Path, preprocessor: Preprocessor,
-               train: EncodedTable, validation: EncodedTable | None) -> None:
-        """Train the members into ``run_dir``; keep the models and the run's files."""
+    def fit_parquet(self, paths: str | Path | Sequence[str | Path], target: str,
+                    columns: Sequence[str] | None = None, *, source: str | None = None,
+                    first_line: int | None = None) -> EmbeddingRegressor:
+        """Fit on parquet files without holding them in memory: the statistics (roles from
+        the first rows, vocabularies, scaling, the split) by polars' streaming engine, then
+        batches streamed from the files' row groups, each process its own
+        (``streaming.StreamedData``). ``columns``: the inputs (default: all but the target);
+        ``source`` and ``first_line`` name the file and line of row 0 in messages."""
+        config = self.check_params()
+        paths = [str(paths)] if isinstance(paths, str | Path) else [str(p) for p in paths]
+        source = source or paths[0]
+        schema = pl.scan_parquet(paths).collect_schema()
+        if target not in schema:
+            raise InputError.at(source, f"a target column named {target!r} (columns: "
+                                f"{', '.join(schema)})", column=target)
+        if not schema[target].is_numeric():
+            raise InputError.at(source, "a numeric target", column=target,
+                                value=str(schema[target]))
+        inputs = list(columns) if columns is not None else [c for c in schema if c != target]
+        head = statistics.streamed(pl.scan_parquet(paths).select(inputs)
+                                   .head(statistics.INFER_ROWS))
+        self.feature_names_in_ = np.asarray(inputs, dtype=object)
+        self.n_features_in_ = len(inputs)
+        self.roles_ = infer_roles(head, categorical=self.categorical,
+                                  continuous=self.continuous, source=source,
+                                  time_column=self.time_column, first_line=first_line)
+        table = StreamedTable(row_groups(paths), [*inputs, target],
+                              ModelColumns(self.roles_, target), Split(0.0))
+        whole = table.lazy(part=None)
+        statistics.check_numbers(whole, self._continuous_inputs(head), source, first_line)
+        summary = statistics.target_summary(whole, TARGET, source, first_line)
+        self.target_transform_ = _choose_transform(self.target_transform, summary["lowest"],
+                                                   summary["whole"])
+        table = replace(table, split=self._streamed_split(table, summary["rows"])).count()
+        train_rows = sum(table.rows("train"))
+        lazy_train = table.lazy("train")
+        sample = statistics.training_sample(lazy_train, train_rows, self.seed)
+        spec = ColumnSpec({c: 0 for c in self.roles_.categorical},
+                          list(self.roles_.continuous), TARGET, self.target_transform_)
+        preprocessor = Preprocessor(spec, scaling=config.continuous_scaling).fit_streamed(
+            lazy_train, sample)
+        span = statistics.target_summary(lazy_train, TARGET, source, first_line)
+        low, high = forward_target(np.array([span["lowest"], span["highest"]]),
+                                   spec.target_transform)
+        self.y_range_ = _y_range(self.y_range, low, high)
+        data = StreamedData(table, preprocessor, preprocessor.transform(sample),
+                            workers=config.loader_workers)
+        if not self._train(config, preprocessor, data):
+            return self
+        self.validation_ = self._streamed_scores(table) if data.validated else {}
+        self.validation_["rows"] = sum(table.rows("validation"))
+        self.validation_["rows_train"] = train_rows
+        if self.out:
+            self._write_description(Path(self.out))
+        return self
+
+    def _train(self, config: NetworkConfig, preprocessor: Preprocessor,
+               data: InMemoryData | StreamedData) -> bool:
+        """Train the members into ``out`` (or a temporary directory); keep the models and the
+        run's files. Returns whether this process reports (the only one, or DDP's rank 0):
+        the others stop here."""
+        if self.out:
+            return self._train_into(config, Path(self.out), preprocessor, data)
+        with tempfile.TemporaryDirectory(prefix="embreg-") as run_dir:
+            return self._train_into(config, Path(run_dir), preprocessor, data)
+
+    def _train_into(self, config: NetworkConfig, run_dir: Path, preprocessor: Preprocessor,
+                    data: InMemoryData | StreamedData) -> bool:
         earlier = sorted((run_dir / "checkpoints").glob("seed-*"))
         if earlier:
             warnings.warn(f"{type(self).__name__}.fit: replacing the checkpoints of an earlier "
-                          f"fit in {run_dir / 'checkpoints'}", stacklevel=3)
+                          f"fit in {run_dir / 'checkpoints'}", stacklevel=4)
             shutil.rmtree(run_dir / "checkpoints")
         run_dir.mkdir(parents=True, exist_ok=True)
         with quiet_libraries():
-            train_members(config, run_dir, preprocessor, InMemoryData(train, validation),
-                          self.y_range_, summary=False)
-        self.run_ = load_tabular_run(run_dir)
-        self.run_files_ = run_files(run_dir)
-        self.training_ = json.loads(self.run_files_[TRAINING_FILE])
+            reports = train_members(config, run_dir, preprocessor, data, self.y_range_,
+                                    summary=False)
+        if reports:
+            self.run_ = load_tabular_run(run_dir)
+            self.run_files_ = run_files(run_dir)
+            self.training_ = json.loads(self.run_files_[TRAINING_FILE])
+        return reports
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictions in the target's units: the members' mean in the transformed space. A
@@ -331,6 +436,18 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
             held = pl.Series(rng.random(rows.height) < fraction)
         return rows.filter(~held), rows.filter(held)
 
+    def _streamed_split(self, table: StreamedTable, rows: int) -> Split:
+        """The split of ``fit_parquet``: as ``_split``, by the time column or by a seeded
+        hash of each row's index."""
+        fraction = self.validation_fraction if rows >= 2 else 0.0
+        if fraction == 0 or self.time_column is None:
+            return Split(fraction, self.seed)
+        if self.time_column not in table.columns:
+            raise ValueError(f"time_column {self.time_column!r} is not a column of X "
+                             f"(columns: {table.columns})")
+        cut = statistics.time_cut(table.lazy(part=None), self.time_column, fraction)
+        return Split(fraction, self.seed, self.time_column, cut)
+
     def _model_frame(self, X: Any) -> pl.DataFrame:
         """``X`` checked against the fitted columns, with dates expanded."""
         check_is_fitted(self, "run_")
@@ -350,6 +467,25 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         scores = {"rmse": rmse(actual, predicted), "mae": mae(actual, predicted)}
         if (actual > 0).all():
             scores["rmspe"] = rmspe(actual, predicted)
+        return scores
+
+    def _streamed_scores(self, table: StreamedTable) -> dict[str, float]:
+        """``_scores`` over the validation rows of every row group, one group at a time."""
+        sums = np.zeros(4)  # squared errors, absolute errors, squared pct errors, rows
+        positive = True
+        for group, rows in zip(table.groups, table.rows("validation"), strict=True):
+            if rows:
+                validation = table.read(group, "validation")
+                actual = validation.get_column(TARGET).to_numpy()
+                error = self.run_.predict(validation) - actual
+                positive = positive and bool((actual > 0).all())
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    pct = error / actual
+                sums += [np.square(error).sum(), np.abs(error).sum(),
+                         np.square(pct).sum() if positive else 0.0, len(actual)]
+        scores = {"rmse": float(np.sqrt(sums[0] / sums[3])), "mae": float(sums[1] / sums[3])}
+        if positive:
+            scores["rmspe"] = float(np.sqrt(sums[2] / sums[3]))
         return scores
 
     def _write_description(self, run_dir: Path) -> None:
@@ -402,11 +538,11 @@ def _target_array(y: Any, rows: int) -> np.ndarray:
     return values
 
 
-def _choose_transform(requested: str, target: np.ndarray) -> str:
-    lowest = float(target.min()) if len(target) else 1.0
+def _choose_transform(requested: str, lowest: float, whole: bool) -> str:
+    """The target transform for targets whose smallest is ``lowest`` (all ``whole``
+    numbers, or not)."""
     if requested == "auto":  # counts are learned on a log scale, anything else as it is
-        counts = lowest >= 0 and bool(np.all(target == np.round(target)))
-        return "log1p" if counts else "none"
+        return "log1p" if lowest >= 0 and whole else "none"
     if requested == "log" and lowest <= 0:
         raise ValueError(f"target_transform='log' needs every target > 0, but the smallest "
                          f"is {lowest:g}: use 'log1p' for targets >= 0, or 'none'")
@@ -416,13 +552,15 @@ def _choose_transform(requested: str, target: np.ndarray) -> str:
     return requested
 
 
-def _y_range(requested: Any, transformed: np.ndarray) -> tuple[float, float] | None:
+def _y_range(requested: Any, low: float, high: float) -> tuple[float, float] | None:
+    """The output's bounds in the model's space: ``requested``, or with ``"auto"`` the
+    training targets' span (``low`` to ``high``, transformed) widened."""
     if requested is None:
         return None
     if isinstance(requested, str):
         if requested != "auto":
             raise ValueError(f"y_range must be 'auto', None or (low, high), got {requested!r}")
-        low, high = float(transformed.min()), float(transformed.max())
+        low, high = float(low), float(high)
         margin = Y_RANGE_MARGIN * (high - low) or 1.0
         return (low - margin, high + margin)
     low, high = (float(v) for v in requested)

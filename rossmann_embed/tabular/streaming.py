@@ -37,7 +37,6 @@ from rossmann_embed.tabular.encoding import EncodedTable, Preprocessor
 
 ROW_INDEX = "__row__"  # the row's place in the whole table, for the random split
 BUFFER_ROWS = 262_144  # rows shuffled together: several row groups of a usual parquet file
-GROUP_ROWS = 131_072  # row groups of the parquet copy written for a CSV or a LazyFrame
 HASH_SCALE = float(2**64)
 
 

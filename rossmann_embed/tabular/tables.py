@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from rossmann_embed.tabular.errors import NUMBER_RULE, InputError, first_line
 from rossmann_embed.tabular.files import write_csv, write_parquet
@@ -30,6 +32,9 @@ SIGNATURES = {
     b"ARROW1": "an Arrow IPC file",
 }
 SNIFF_BYTES = 8192
+ROWS_PER_GROUP = 131_072  # row groups of a CSV written as parquet: units of streaming
+READ_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError,
+               UnicodeDecodeError, pa.ArrowException)
 
 
 def file_kind(path: Path) -> str:
@@ -58,6 +63,54 @@ def check_kind(path: Path, expected: str) -> None:
 def read_table(path: str | Path) -> pl.DataFrame:
     """A CSV (types inferred from every row, dates parsed) or parquet file with at least one
     row; anything else is an ``InputError`` naming the file."""
+    path = check_table_file(path)
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame = pl.read_parquet(path)
+        else:
+            frame = pl.read_csv(path, try_parse_dates=True, infer_schema_length=None)
+    # A panic of polars' reader on some broken bytes is not an Exception: caught by name.
+    except READ_ERRORS as error:
+        raise unreadable(path, error) from None
+    if frame.height == 0:
+        raise InputError.at(str(path), "at least one data row (the table is empty)")
+    return frame
+
+
+def as_parquet(path: str | Path, directory: str | Path) -> Path:
+    """``path`` itself when it is a parquet file; a CSV written as parquet into ``directory``
+    by polars' streaming engine (types inferred from every row and dates parsed, as
+    ``read_table``), in row groups of ``rows_per_group``. Memory stays flat in rows."""
+    path = check_table_file(path)
+    if path.suffix.lower() == ".parquet":
+        try:
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except (pa.ArrowException, OSError) as error:
+            raise unreadable(path, error) from None
+    else:
+        copy = Path(directory) / f"{path.stem}.parquet"
+        try:
+            (pl.scan_csv(path, try_parse_dates=True, infer_schema_length=None)
+             .sink_parquet(copy, row_group_size=ROWS_PER_GROUP))
+            rows = pq.ParquetFile(copy).metadata.num_rows
+        except READ_ERRORS as error:
+            raise unreadable(path, error) from None
+        path = copy
+    if rows == 0:
+        raise InputError.at(str(path), "at least one data row (the table is empty)")
+    return path
+
+
+def unreadable(path: Path, error: BaseException) -> InputError:
+    """The one line for a file its reader fails on."""
+    kind = "parquet" if path.suffix.lower() == ".parquet" else "UTF-8 CSV"
+    first = first_line(error) or type(error).__name__
+    return InputError.at(str(path), f"a readable {kind} file ({first})")
+
+
+def check_table_file(path: str | Path) -> Path:
+    """``path`` as a ``Path`` if it is a CSV or parquet file whose bytes are what its name
+    says; else an ``InputError`` naming it."""
     path = Path(path)
     if not path.is_file():
         what = "a directory" if path.is_dir() else "missing"
@@ -65,22 +118,9 @@ def read_table(path: str | Path) -> pl.DataFrame:
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise InputError.at(str(path), "a file ending in .csv or .parquet", value=path.suffix)
-    if path.stat().st_size:  # an empty file is said to be empty below
+    if path.stat().st_size:  # an empty file is said to be empty by its reader's caller
         check_kind(path, "a parquet file" if suffix == ".parquet" else "text")
-    try:
-        if suffix == ".parquet":
-            frame = pl.read_parquet(path)
-        else:
-            frame = pl.read_csv(path, try_parse_dates=True, infer_schema_length=None)
-    # A panic of polars' reader on some broken bytes is not an Exception: caught by name.
-    except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError,
-            UnicodeDecodeError) as error:
-        kind = "parquet" if suffix == ".parquet" else "UTF-8 CSV"
-        first = first_line(error) or type(error).__name__
-        raise InputError.at(str(path), f"a readable {kind} file ({first})") from None
-    if frame.height == 0:
-        raise InputError.at(str(path), "at least one data row (the table is empty)")
-    return frame
+    return path
 
 
 def write_table(frame: pl.DataFrame, path: str | Path) -> Path:
@@ -113,19 +153,20 @@ def require_columns(frame: pl.DataFrame, columns: Sequence[str], source: str,
 
 
 def check_numbers(frame: pl.DataFrame, columns: list[str], source: str, *,
-                  first_line: int | None = None) -> None:
+                  first_line: int | None = None, offset: int = 0) -> None:
     """Each of ``columns`` holds numbers, blanks or NaN (the last two are missing values, which
     the scaling fills). Text that is not a number, or an infinite value, is an ``InputError``
     naming the file's line (``first_line`` is row 0's) or else the frame's row, the column
-    and the value: infinity is no measurement but a division by zero upstream."""
+    and the value: infinity is no measurement but a division by zero upstream. ``offset``:
+    the table's row of the frame's first (a chunk of a larger table)."""
     for column in columns:
         values = frame.get_column(column)
         numbers = as_numbers(values)
         bad = (given(values) & numbers.is_null()) | numbers.is_infinite()
         if bad.any():
             row = int(bad.arg_true()[0])
-            raise InputError.at(source, NUMBER_RULE, column=column, value=values[row], row=row,
-                                first_line=first_line)
+            raise InputError.at(source, NUMBER_RULE, column=column, value=values[row],
+                                row=offset + row, first_line=first_line)
 
 
 def missing_numbers(frame: pl.DataFrame, columns: list[str]) -> dict[str, int]:

@@ -153,6 +153,7 @@ def train_member(config: NetworkConfig, budget: Budget, run_dir: Path, seed: int
         max_epochs=budget.epochs,
         accelerator=config.accelerator,
         devices=_devices(config.devices),
+        num_nodes=config.num_nodes,
         strategy=config.strategy,
         precision=config.precision,
         callbacks=all_callbacks,

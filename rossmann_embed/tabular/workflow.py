@@ -8,27 +8,32 @@ in its order, with a ``prediction`` column, and counts the categories the model 
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from rossmann_embed.tabular.columns import infer_roles
 from rossmann_embed.tabular.config import FitConfig, NetworkConfig
 from rossmann_embed.tabular.errors import InputError, TrainingFailed
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.tables import (
+    as_parquet,
     check_numbers,
     missing_numbers,
     read_table,
     require_column,
     require_columns,
-    write_table,
 )
 
 PREDICTION = "prediction"
+PREDICT_ROWS = 100_000  # rows predicted and written at a time
 FIRST_DATA_LINE = 2  # a CSV's row 0 is on line 2, below the header
 REPORTS = ("config.json", "columns.json", "validation.json", "estimator.json")  # a fit run's
 
@@ -125,27 +130,102 @@ def data_line(path: str | Path) -> int | None:
 
 def predict_table(run_dir: str | Path, table: str | Path, out: str | Path) -> dict:
     """Write ``table`` with a ``prediction`` column to ``out`` (CSV or parquet), rows in
-    order; returns the rows and what was filled in per column (``unknown_categories``,
-    ``missing_numbers``: ``EmbeddingRegressor.filled_values``) and what missing numbers
-    became (``fill``: median or mean). Text or infinity in a
-    continuous column is an ``InputError`` naming its line, and nothing is written."""
-    from rossmann_embed.tabular.estimator import EmbeddingRegressor, FilledValuesWarning
+    order, ``PREDICT_ROWS`` at a time: memory stays flat in rows. Returns the rows and what
+    was filled in per column (``unknown_categories``, ``missing_numbers``:
+    ``EmbeddingRegressor.filled_values``) and what missing numbers became (``fill``: median
+    or mean). Text or infinity in a continuous column is an ``InputError`` naming its line,
+    and nothing is written: the output is renamed into place only when complete."""
+    from rossmann_embed.tabular.estimator import EmbeddingRegressor
 
     estimator = EmbeddingRegressor.load(run_dir)
-    frame = read_table(table)
-    require_columns(frame, estimator.roles_.inputs, str(table))
-    if PREDICTION in frame.columns:
-        raise InputError.at(str(table), f"no column named {PREDICTION!r} (it is written)",
-                            column=PREDICTION)
+    out = check_output(out)
+    filled: dict[str, dict[str, int]] = {}
+    rows = 0
+    with tempfile.TemporaryDirectory(prefix="predict-") as directory:
+        path = as_parquet(table, directory)
+        schema = pl.scan_parquet(path).collect_schema()
+        require_columns(pl.DataFrame(schema=schema), estimator.roles_.inputs, str(table))
+        if PREDICTION in schema:
+            raise InputError.at(str(table), f"no column named {PREDICTION!r} (it is written)",
+                                column=PREDICTION)
+        first = data_line(table)
+        with PredictionWriter(out) as writer:
+            for frame in pq.ParquetFile(path).iter_batches(batch_size=PREDICT_ROWS):
+                chunk = pl.from_arrow(frame)
+                writer.write(predict_chunk(estimator, chunk, str(table), first, rows, filled))
+                rows += chunk.height
+    return {"rows": rows, **filled, "fill": estimator.run_.preprocessor.fill}
+
+
+def predict_chunk(estimator: Any, frame: pl.DataFrame, source: str, first_line: int | None,
+                  offset: int, filled: dict[str, dict[str, int]]) -> pl.DataFrame:
+    """``frame`` (rows ``offset`` on of the table) with its predictions; adds what was filled
+    in to ``filled``."""
+    from rossmann_embed.tabular.estimator import FilledValuesWarning
+
     inputs = frame.select(estimator.roles_.inputs)
     given = [c for c in estimator.roles_.continuous if c in inputs.columns]
-    check_numbers(inputs, given, str(table), first_line=data_line(table))
+    check_numbers(inputs, given, source, first_line=first_line, offset=offset)
+    for kind, counts in estimator.filled_values(inputs).items():
+        for column, n in counts.items():
+            filled.setdefault(kind, {})
+            filled[kind][column] = filled[kind].get(column, 0) + n
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FilledValuesWarning)  # counted in the report instead
-        predicted = frame.with_columns(pl.Series(PREDICTION, estimator.predict(inputs)))
-    write_table(predicted, out)
-    return {"rows": frame.height, **estimator.filled_values(inputs),
-            "fill": estimator.run_.preprocessor.fill}
+        return frame.with_columns(pl.Series(PREDICTION, estimator.predict(inputs)))
+
+
+class PredictionWriter:
+    """Chunks of a table appended to a temporary sibling of ``path`` (parquet by a streaming
+    writer, CSV with one header), renamed onto ``path`` when all are written; on any failure
+    the temporary file goes and nothing is left at ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.parquet = path.suffix.lower() == ".parquet"
+        self.writer: pq.ParquetWriter | None = None
+        self.handle: Any = None
+
+    def __enter__(self) -> PredictionWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.parquet:
+            self.handle = open(self.tmp, "wb")  # noqa: SIM115 (closed in __exit__)
+        return self
+
+    def write(self, frame: pl.DataFrame) -> None:
+        if self.parquet:
+            table = frame.to_arrow()
+            if self.writer is None:
+                self.writer = pq.ParquetWriter(self.tmp, table.schema)
+            self.writer.write_table(table)
+        else:
+            frame.write_csv(self.handle, include_header=self.handle.tell() == 0)
+
+    def __exit__(self, kind: type | None, *args: object) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.handle is not None:
+            self.handle.close()
+        if kind is None and self.tmp.exists():
+            os.replace(self.tmp, self.path)
+        self.tmp.unlink(missing_ok=True)
+
+
+def check_output(out: str | Path) -> Path:
+    """``out`` as a path a table can be written to: CSV or parquet, in a directory that is
+    one (or can be made); else an ``InputError`` naming it and why."""
+    out = Path(out)
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise InputError.at(str(out), "an output file ending in .csv or .parquet",
+                            value=out.suffix)
+    if out.is_dir():
+        raise InputError.at(str(out), "a file to write (this path is a directory)")
+    blocking = next((p for p in out.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise InputError.at(str(out), f"an output path whose folder can be made ({blocking} "
+                            "is a file)")
+    return out
 
 
 def embeddings_report(run_dir: str | Path, out: str | Path, labels: dict[str, str] | None = None,
