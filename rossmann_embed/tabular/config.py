@@ -210,6 +210,9 @@ class FitConfig(NetworkConfig):
                                         metavar="F")
     target_transform: str = option("auto", "auto: log1p for counts (whole numbers >= 0), "
                                    "else none", choices=("auto", *TARGET_TRANSFORMS))
+    stream: bool | None = option(None, "stream the table from parquet row groups (bounded "
+                                 "memory, each process its own groups) or hold it in memory; "
+                                 "unset: stream tables of more than 100 million cells")
 
     def check(self) -> None:
         """The core's checks, then the split's (``OptionError`` for the first)."""

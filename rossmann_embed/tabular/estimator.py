@@ -74,7 +74,7 @@ def estimator_parameters() -> dict[str, Any]:
 
 
 # The table's options first (``drop``: X is the columns to use), then the network's.
-FILE_OPTIONS = ("table", "target", "out", "drop")  # `fit`'s, not the estimator's
+FILE_OPTIONS = ("table", "target", "out", "drop", "stream")  # `fit`'s, not the estimator's
 CONFIG_FIELDS = [*(f.name for f in fields(FitConfig) if f.name not in FILE_OPTIONS
                    and f.name not in NetworkConfig.__dataclass_fields__),
                  *NetworkConfig.__dataclass_fields__]

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from rossmann_embed.tabular.data import VALIDATION_BATCH_FACTOR, Batch
 from rossmann_embed.tabular.encoding import EncodedTable, Preprocessor
+from rossmann_embed.tabular.tables import arrow_frame
 
 ROW_INDEX = "__row__"  # the row's place in the whole table, for the random split
 BUFFER_ROWS = 262_144  # rows shuffled together: several row groups of a usual parquet file
@@ -109,7 +110,7 @@ class StreamedTable:
     def read(self, group: RowGroup, part: str) -> pl.DataFrame:
         """The rows of one row group in ``part``, prepared."""
         table = pq.ParquetFile(group.path).read_row_group(group.index, columns=self.columns)
-        frame = pl.from_arrow(table).lazy().with_row_index(ROW_INDEX, offset=group.offset)
+        frame = arrow_frame(table).lazy().with_row_index(ROW_INDEX, offset=group.offset)
         return self._part(frame, part).collect()
 
     def _part(self, frame: pl.LazyFrame, part: str | None) -> pl.LazyFrame:
@@ -128,7 +129,7 @@ class StreamedTable:
             if self.split.time_column is not None:
                 table = pq.ParquetFile(group.path).read_row_group(
                     group.index, columns=[self.split.time_column])
-                frame = frame.hstack(pl.from_arrow(table))
+                frame = frame.hstack(arrow_frame(table))
             held = frame.select(self.split.held().sum()).item()
             validation.append(int(held))
             train.append(group.rows - int(held))

@@ -101,6 +101,14 @@ def as_parquet(path: str | Path, directory: str | Path) -> Path:
     return path
 
 
+def arrow_frame(data: pa.Table | pa.RecordBatch) -> pl.DataFrame:
+    """A polars frame of arrow data, with its column names kept (polars' ``from_arrow``
+    renames a blank header, which CSVs of R's exports have, to ``column_0``)."""
+    frame = pl.from_arrow(data)
+    frame.columns = data.schema.names
+    return frame
+
+
 def unreadable(path: Path, error: BaseException) -> InputError:
     """The one line for a file its reader fails on."""
     kind = "parquet" if path.suffix.lower() == ".parquet" else "UTF-8 CSV"

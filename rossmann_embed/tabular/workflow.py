@@ -24,6 +24,7 @@ from rossmann_embed.tabular.config import FitConfig, NetworkConfig
 from rossmann_embed.tabular.errors import InputError, TrainingFailed
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.tables import (
+    arrow_frame,
     as_parquet,
     check_numbers,
     missing_numbers,
@@ -34,6 +35,9 @@ from rossmann_embed.tabular.tables import (
 
 PREDICTION = "prediction"
 PREDICT_ROWS = 100_000  # rows predicted and written at a time
+# Tables of more cells than this are streamed unless --no-stream (measured: docs/speed.md).
+STREAM_CELLS = 100_000_000
+CSV_CELL_BYTES = 8  # a CSV's bytes per cell, roughly, for that estimate
 FIRST_DATA_LINE = 2  # a CSV's row 0 is on line 2, below the header
 REPORTS = ("config.json", "columns.json", "validation.json", "estimator.json")  # a fit run's
 
@@ -56,6 +60,42 @@ def fit_table(config: FitConfig, log=print) -> Path:
         estimator.check_params()
     except ValueError as error:
         raise InputError.at("options", f"valid network options ({error})") from None
+    stream = config.stream if config.stream is not None else in_memory_cells(
+        config.table) > STREAM_CELLS
+    try:
+        if stream:
+            fit_streamed(estimator, config, log)
+        else:
+            fit_in_memory(estimator, config, log)
+    except TrainingFailed:  # the reports of an earlier run in --out must not claim success
+        for name in REPORTS:
+            (run_dir / name).unlink(missing_ok=True)
+        raise
+    except ValueError as error:
+        if isinstance(error, InputError):
+            raise
+        raise InputError.at(config.table, f"a table the model can learn from ({error})") from None
+    if not hasattr(estimator, "validation_"):  # a DDP rank other than 0: rank 0 reports
+        return run_dir
+    config.save(run_dir / "config.json")
+    write_json(run_dir / "columns.json", {
+        "target": config.target, "target_transform": estimator.target_transform_,
+        "dropped": config.drop, **estimator.roles_.to_dict()})
+    budget = estimator.training_
+    steps = sum(member["steps"] for member in budget["members"])
+    report = {**estimator.validation_, "steps": steps, "batch_size": budget["batch_size"],
+              "epochs": budget["epochs"], "seconds": round(time.perf_counter() - start, 1)}
+    write_json(run_dir / "validation.json", report)
+    log(f"trained {steps:,} steps in batches of {budget['batch_size']:,} (budget "
+        f"{budget['epochs']} epochs, {budget['planned_steps']:,} steps a member; best epoch kept)")
+    scores = ", ".join(f"{k} {v:.4g}" for k, v in estimator.validation_.items()
+                       if k in ("rmse", "mae", "rmspe"))
+    log(f"validation ({estimator.validation_['rows']:,} rows): {scores or 'none held out'}")
+    return run_dir
+
+
+def fit_in_memory(estimator: Any, config: FitConfig, log=print) -> None:
+    """``fit_table`` of a table read into memory: its columns reported, then fitted."""
     frame = read_table(config.table)
     X, y = split_target(frame, config)
     first_line = data_line(config.table)
@@ -73,31 +113,44 @@ def fit_table(config: FitConfig, log=print) -> Path:
         if rows:
             log(f"note: {rows:,} rows have no {column} value (blank or NaN: they take the "
                 f"training {fill})")
-    try:
-        estimator.fit(X, y)
-    except TrainingFailed:  # the reports of an earlier run in --out must not claim success
-        for name in REPORTS:
-            (run_dir / name).unlink(missing_ok=True)
-        raise
-    except ValueError as error:
-        if isinstance(error, InputError):
-            raise
-        raise InputError.at(config.table, f"a table the model can learn from ({error})") from None
-    config.save(run_dir / "config.json")
-    write_json(run_dir / "columns.json", {
-        "target": config.target, "target_transform": estimator.target_transform_,
-        "dropped": config.drop, **estimator.roles_.to_dict()})
-    budget = estimator.training_
-    steps = sum(member["steps"] for member in budget["members"])
-    report = {**estimator.validation_, "steps": steps, "batch_size": budget["batch_size"],
-              "epochs": budget["epochs"], "seconds": round(time.perf_counter() - start, 1)}
-    write_json(run_dir / "validation.json", report)
-    log(f"trained {steps:,} steps in batches of {budget['batch_size']:,} (budget "
-        f"{budget['epochs']} epochs, {budget['planned_steps']:,} steps a member; best epoch kept)")
-    scores = ", ".join(f"{k} {v:.4g}" for k, v in estimator.validation_.items()
-                       if k in ("rmse", "mae", "rmspe"))
-    log(f"validation ({estimator.validation_['rows']:,} rows): {scores or 'none held out'}")
-    return run_dir
+    estimator.fit(X, y)
+
+
+def fit_streamed(estimator: Any, config: FitConfig, log=print) -> None:
+    """``fit_table`` of a table streamed from parquet row groups (a CSV is written as parquet
+    first, in a temporary folder): the statistics by polars' streaming engine, then batches
+    read by each process from its own row groups."""
+    with tempfile.TemporaryDirectory(prefix="fit-") as directory:
+        path = as_parquet(config.table, directory)
+        schema = pl.scan_parquet(path).collect_schema()
+        header = pl.DataFrame(schema=schema)
+        require_column(header, config.target, config.table, "target")
+        for column in config.drop:
+            require_column(header, column, config.table, "--drop")
+        inputs = [c for c in schema if c != config.target and c not in config.drop]
+        if not inputs:
+            raise InputError.at(config.table, "at least one input column beside the target")
+        rows = pq.ParquetFile(path).metadata.num_rows
+        log(f"{config.table}: {rows:,} rows, streamed from parquet row groups")
+        estimator.fit_parquet(path, config.target, inputs, source=config.table,
+                              first_line=data_line(config.table))
+    if hasattr(estimator, "validation_"):
+        log("columns (--categorical / --continuous to change):")
+        for line in estimator.roles_.report():
+            log(f"  {line}")
+
+
+def in_memory_cells(table: str | Path) -> int:
+    """The table's cells, from a parquet file's footer or a CSV's size (``CSV_CELL_BYTES``
+    a cell): what the in-memory path would hold."""
+    path = Path(table)
+    if path.suffix.lower() == ".parquet" and path.is_file():
+        try:
+            metadata = pq.ParquetFile(path).metadata
+        except (OSError, ValueError):
+            return 0  # read_table names what is wrong with it
+        return metadata.num_rows * metadata.num_columns
+    return path.stat().st_size // CSV_CELL_BYTES if path.is_file() else 0
 
 
 def split_target(frame: pl.DataFrame, config: FitConfig) -> tuple[pl.DataFrame, np.ndarray]:
@@ -151,7 +204,7 @@ def predict_table(run_dir: str | Path, table: str | Path, out: str | Path) -> di
         first = data_line(table)
         with PredictionWriter(out) as writer:
             for frame in pq.ParquetFile(path).iter_batches(batch_size=PREDICT_ROWS):
-                chunk = pl.from_arrow(frame)
+                chunk = arrow_frame(frame)
                 writer.write(predict_chunk(estimator, chunk, str(table), first, rows, filled))
                 rows += chunk.height
     return {"rows": rows, **filled, "fill": estimator.run_.preprocessor.fill}
