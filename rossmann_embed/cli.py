@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import rossmann_embed
 from rossmann_embed.arguments import add_options, column_pair, resolve, typed
 from rossmann_embed.movielens.config import MovieLensOptions
 from rossmann_embed.rossmann.config import BacktestOptions, CompareOptions, TrainConfig
@@ -44,7 +45,7 @@ def run_train(args: argparse.Namespace) -> None:
 def run_fit(args: argparse.Namespace) -> None:
     from rossmann_embed.tabular.workflow import fit_table
 
-    run_dir = fit_table(resolve(FitConfig, args, args.subparser))
+    run_dir = fit_table(resolve(FitConfig, args, args.subparser), resume="resume" in args)
     print(f"run written to {run_dir}")
 
 
@@ -137,11 +138,12 @@ UNKNOWN = (["--allow-unknown-stores"], {"action": "store_true", "help": "predict
            "model never saw (with the untrained unknown-store embedding) instead of stopping"})
 CONFIG = (["--config"], {"type": Path, "metavar": "FILE",
                          "help": "JSON or YAML file of the options; flags override"})
+RESUME = (["--resume"], {"action": "store_true", "help": "continue an interrupted run from "
+                         "its last checkpoints"})
 PARSERS = {
     "train": ("train an entity-embedding regressor on Kaggle's Rossmann files", TrainConfig, [
-        CONFIG, (["--resume"], {"action": "store_true", "help": "continue an interrupted run "
-                                "from its last checkpoints"})]),
-    "fit": ("train on a table of one's own (CSV or parquet)", FitConfig, [CONFIG]),
+        CONFIG, RESUME]),
+    "fit": ("train on a table of one's own (CSV or parquet)", FitConfig, [CONFIG, RESUME]),
     "predict": ("any run's predictions for every row of a table", None, [
         RUN, (["--table"], {"required": True, "help": "CSV or parquet file to predict (a "
                             "`train` run: in Kaggle's test layout)"}),
@@ -204,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rossmann-embed", argument_default=argparse.SUPPRESS,
         description="Entity embeddings for Rossmann store sales (Guo & Berkhahn): train, "
                     "predict, and see what the embeddings learned.")
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {rossmann_embed.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, options, extra) in PARSERS.items():
         subparser = sub.add_parser(name, help=help_text, description=help_text,

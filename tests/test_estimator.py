@@ -179,3 +179,18 @@ def test_auto_transform_follows_the_target(tmp_path: Path) -> None:
     low, high = negative.y_range_  # the output's bounds hold the targets' span, in their units
     assert low < -1.0 and high > 3.0
     assert ((low <= negative.predict(X)) & (negative.predict(X) <= high)).all()
+
+
+def test_the_signature_states_every_parameter_with_fits_defaults():
+    """One source of defaults: the explicit signature agrees with FitConfig's options."""
+    import inspect
+
+    from rossmann_embed.tabular.estimator import estimator_parameters
+
+    signature = inspect.signature(EmbeddingRegressor.__init__).parameters
+    shown = {name: p.default for name, p in signature.items() if name != "self"}
+    assert shown == estimator_parameters()
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY and p.annotation is not p.empty
+               for name, p in signature.items() if name != "self")
+    documented = EmbeddingRegressor.__doc__
+    assert all(f"        {name}:" in documented for name in shown), "every parameter explained"

@@ -11,7 +11,6 @@ directory of plain JSON plus weights-only checkpoints.
 
 from __future__ import annotations
 
-import inspect
 import json
 import shutil
 import tempfile
@@ -78,7 +77,6 @@ FILE_OPTIONS = ("table", "target", "out", "drop", "stream")  # `fit`'s, not the 
 CONFIG_FIELDS = [*(f.name for f in fields(FitConfig) if f.name not in FILE_OPTIONS
                    and f.name not in NetworkConfig.__dataclass_fields__),
                  *NetworkConfig.__dataclass_fields__]
-PARAMETERS = estimator_parameters()
 ESTIMATOR_FILE = "estimator.json"
 TARGET = "__target__"  # the target's column inside the model's frames
 Y_RANGE_MARGIN = 0.1  # auto y_range: the training targets' span, widened by 10% each side
@@ -103,53 +101,133 @@ class FilledValuesWarning(UserWarning):
 class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
     """Entity-embedding regressor (Guo & Berkhahn 2016) for any table.
 
+    The defaults are ``FitConfig``'s, the options of `rossmann-embed fit` (a test checks
+    that the two agree); the parameters are stored as given and checked by ``fit``.
+
     Args:
-        categorical, continuous: column names with a fixed role; the others are inferred
-            (strings, booleans and integers with few values are categorical, other numbers
-            continuous, dates become calendar parts). ``roles_`` holds the decision.
-        target_transform: ``"log"`` (targets > 0; validation reports RMSPE), ``"log1p"``
-            (targets >= 0), ``"none"``, or ``"auto"``: ``log1p`` for counts (whole numbers
-            >= 0), ``none`` otherwise, since the reported score is RMSE in the target's units.
-        y_range: ``(lo, hi)`` bounds of the output in the transformed space, ``"auto"`` (the
-            training targets' span widened by 10%) or ``None`` (unbounded).
+        categorical: columns to embed; the others' roles are inferred (strings, booleans and
+            integers with few values are categorical, other numbers continuous, dates become
+            calendar parts). ``roles_`` holds the decision and why.
+        continuous: columns taken as numbers.
         time_column: with it, the latest ``validation_fraction`` of its span is validation
             (the way a forecast is checked); without, a seeded random fraction of the rows.
         validation_fraction: share held out for early stopping and the best checkpoint;
             0 trains on every row for ``epochs`` epochs.
-        out: the run directory to train into; default a temporary one (``save`` keeps it).
+        target_transform: ``"log"`` (targets > 0; validation reports RMSPE), ``"log1p"``
+            (targets >= 0), ``"none"``, or ``"auto"``: ``log1p`` for counts (whole numbers
+            >= 0), ``none`` otherwise, since the reported score is RMSE in the target's units.
+        epochs: training epochs at most (early stopping may end sooner); None: enough for
+            2,000 optimizer steps (8 to 200).
+        batch_size: rows a step; None: from 256 to 2048 as the table grows.
+        learning_rate: peak of the one-cycle schedule (AdamW).
+        weight_decay: AdamW's decoupled weight decay.
+        loss: ``"mse"`` or ``"mae"`` of the target as the network sees it.
+        seed: seed of the first member (and of the random validation split).
+        seeds: members of a seed ensemble: ``seed``, ``seed + 1``, ...
+        embedding_sizes: a column's embedding size instead of fastai's rule, e.g.
+            ``{"shop": 16}``.
+        hidden_sizes: widths of the MLP's hidden layers.
+        dropout: dropout of each hidden layer (one rate: every layer).
+        embedding_dropout: dropout of the embedded columns.
+        batch_norm: batch normalisation after each hidden layer.
+        ensemble_size: members of the TabM ensemble that share weights inside one network
+            (1: a plain MLP).
+        numerical_embedding: how continuous columns enter the network: ``"piecewise"``
+            (linear on bins of the training quantiles), ``"periodic"`` or ``"none"``.
+        continuous_scaling: ``"quantile"`` (through training quantiles onto a normal) or
+            ``"standard"`` (mean and standard deviation).
+        numerical_bins: bins of the piecewise-linear embedding.
+        numerical_embedding_size: width of each continuous column's embedding.
         factorization: pairs of categorical columns (same embedding size) whose dot product,
             plus a learned bias per category and a global bias, joins the output: fastai's
             ``EmbeddingDotBias``; with ``mlp=False`` it is the whole model (collaborative
             filtering), with the MLP beside it a DeepFM-like model.
-        epochs .. logger: the network and Trainer options of ``NetworkConfig``, with its
-            defaults; ``epochs``, ``batch_size`` and ``patience`` None follow the table's size
-            (``config.auto_budget``).
+        mlp: False: the factorization alone.
+        monitor: ``"val_rmse"`` or ``"val_rmspe"``: what early stopping and the best
+            checkpoint follow.
+        patience: epochs without a better validation score before stopping; None: a quarter
+            of the epochs, at least 5.
+        accelerator: Lightning's.
+        devices: Lightning's.
+        strategy: Lightning's (``"ddp"``: with a bounded wait on collectives).
+        precision: Lightning's.
+        logger: ``"csv"`` or ``"tensorboard"``, under the run's ``logs/``.
+        num_nodes: Lightning's: machines the run trains on (torchrun, SLURM).
+        loader_workers: data-loader worker processes of a streamed table.
+        y_range: ``(lo, hi)`` bounds of the output in the transformed space, ``"auto"`` (the
+            training targets' span widened by 10%) or ``None`` (unbounded).
+        out: the run directory to train into; default a temporary one (``save`` keeps it).
     """
 
-    def __init__(self, **params: Any) -> None:
-        # scikit-learn convention: store the parameters untouched, check them in fit. The
-        # signature scikit-learn reads (get_params, clone) is PARAMETERS' (set below).
-        unknown = sorted(set(params) - set(PARAMETERS))
-        if unknown:
-            raise TypeError(f"EmbeddingRegressor got an unexpected keyword argument {unknown[0]!r}"
-                            f" (parameters: {', '.join(PARAMETERS)})")
-        for name, default in PARAMETERS.items():
-            setattr(self, name, params.get(name, default))
-
-    __init__.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
-        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
-          for name, default in PARAMETERS.items())])
+    def __init__(
+        self,
+        *,
+        categorical: Sequence[str] | None = None,
+        continuous: Sequence[str] | None = None,
+        time_column: str | None = None,
+        validation_fraction: float = 0.1,
+        target_transform: str = "auto",
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        learning_rate: float = 0.003,
+        weight_decay: float = 1e-05,
+        loss: str = "mse",
+        seed: int = 0,
+        seeds: int = 1,
+        embedding_sizes: dict[str, int] | None = None,
+        hidden_sizes: Sequence[int] = (256, 256),
+        dropout: float | Sequence[float] = 0.0,
+        embedding_dropout: float = 0.04,
+        batch_norm: bool = False,
+        ensemble_size: int = 8,
+        numerical_embedding: str = "piecewise",
+        continuous_scaling: str = "quantile",
+        numerical_bins: int = 48,
+        numerical_embedding_size: int = 16,
+        factorization: Sequence[Sequence[str]] | None = None,
+        mlp: bool = True,
+        monitor: str = "val_rmse",
+        patience: int | None = None,
+        accelerator: str = "auto",
+        devices: str = "auto",
+        strategy: str = "auto",
+        precision: str = "32-true",
+        logger: str = "csv",
+        num_nodes: int = 1,
+        loader_workers: int = 0,
+        y_range: str | tuple[float, float] | None = "auto",
+        out: str | None = None,
+    ) -> None:
+        # scikit-learn convention: store the parameters untouched, check them in fit.
+        self.categorical, self.continuous = categorical, continuous
+        self.time_column, self.validation_fraction = time_column, validation_fraction
+        self.target_transform = target_transform
+        self.epochs, self.batch_size = epochs, batch_size
+        self.learning_rate, self.weight_decay, self.loss = learning_rate, weight_decay, loss
+        self.seed, self.seeds = seed, seeds
+        self.embedding_sizes, self.hidden_sizes = embedding_sizes, hidden_sizes
+        self.dropout, self.embedding_dropout = dropout, embedding_dropout
+        self.batch_norm, self.ensemble_size = batch_norm, ensemble_size
+        self.numerical_embedding, self.continuous_scaling = numerical_embedding, continuous_scaling
+        self.numerical_bins = numerical_bins
+        self.numerical_embedding_size = numerical_embedding_size
+        self.factorization, self.mlp = factorization, mlp
+        self.monitor, self.patience = monitor, patience
+        self.accelerator, self.devices, self.strategy = accelerator, devices, strategy
+        self.precision, self.logger = precision, logger
+        self.num_nodes, self.loader_workers = num_nodes, loader_workers
+        self.y_range, self.out = y_range, out
 
     # ---- scikit-learn API ----------------------------------------------------------------------
 
-    def fit(self, X: Any, y: Any) -> EmbeddingRegressor:
+    def fit(self, X: Any, y: Any, *, resume: bool = False) -> EmbeddingRegressor:
         """Infer the columns' roles, split off validation rows, train into the run directory.
 
         ``X`` is a table in memory (polars, pandas, numpy) and ``y`` its target; or, for a
         table too large for memory, a parquet path (or list of paths) or a polars
-        ``LazyFrame`` and ``y`` the name of its target column (``fit_parquet``)."""
-        if isinstance(X, str | Path | list | pl.LazyFrame):
+        ``LazyFrame`` and ``y`` the name of its target column (``fit_parquet``). ``resume``
+        continues an interrupted fit into the same ``out`` from its last checkpoints."""
+        if _is_parquet_source(X):
             if not isinstance(y, str):
                 raise ValueError("with a parquet path or a LazyFrame as X, y must be the name "
                                  f"of its target column, got {type(y).__name__}")
@@ -157,8 +235,8 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
                 with tempfile.TemporaryDirectory(prefix="embreg-rows-") as directory:
                     path = Path(directory) / "rows.parquet"
                     X.sink_parquet(path, row_group_size=ROWS_PER_GROUP)
-                    return self.fit_parquet(path, y, source="X")
-            return self.fit_parquet(X, y)
+                    return self.fit_parquet(path, y, source="X", resume=resume)
+            return self.fit_parquet(X, y, resume=resume)
         config = self.check_params()
         frame = to_frame(X, type(self).__name__)
         target = _target_array(y, frame.height)
@@ -181,7 +259,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         self.y_range_ = _y_range(self.y_range, transformed.min(), transformed.max())
         val_tensors = preprocessor.transform(validation) if validation.height else None
         data = InMemoryData(preprocessor.transform(train), val_tensors)
-        if not self._train(config, preprocessor, data):
+        if not self._train(config, preprocessor, data, resume):
             return self
         self.validation_ = self._scores(validation) if validation.height else {}
         self.validation_["rows"] = validation.height
@@ -192,7 +270,8 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
 
     def fit_parquet(self, paths: str | Path | Sequence[str | Path], target: str,
                     columns: Sequence[str] | None = None, *, source: str | None = None,
-                    first_line: int | None = None) -> EmbeddingRegressor:
+                    first_line: int | None = None, resume: bool = False
+                    ) -> EmbeddingRegressor:
         """Fit on parquet files without holding them in memory: the statistics (roles from
         the first rows, vocabularies, scaling, the split) by polars' streaming engine, then
         batches streamed from the files' row groups, each process its own
@@ -237,7 +316,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         self.y_range_ = _y_range(self.y_range, low, high)
         data = StreamedData(table, preprocessor, preprocessor.transform(sample),
                             workers=config.loader_workers)
-        if not self._train(config, preprocessor, data):
+        if not self._train(config, preprocessor, data, resume):
             return self
         self.validation_ = self._streamed_scores(table) if data.validated else {}
         self.validation_["rows"] = sum(table.rows("validation"))
@@ -247,26 +326,26 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         return self
 
     def _train(self, config: NetworkConfig, preprocessor: Preprocessor,
-               data: InMemoryData | StreamedData) -> bool:
+               data: InMemoryData | StreamedData, resume: bool = False) -> bool:
         """Train the members into ``out`` (or a temporary directory); keep the models and the
         run's files. Returns whether this process reports (the only one, or DDP's rank 0):
         the others stop here."""
         if self.out:
-            return self._train_into(config, Path(self.out), preprocessor, data)
+            return self._train_into(config, Path(self.out), preprocessor, data, resume)
         with tempfile.TemporaryDirectory(prefix="embreg-") as run_dir:
             return self._train_into(config, Path(run_dir), preprocessor, data)
 
     def _train_into(self, config: NetworkConfig, run_dir: Path, preprocessor: Preprocessor,
-                    data: InMemoryData | StreamedData) -> bool:
+                    data: InMemoryData | StreamedData, resume: bool = False) -> bool:
         earlier = sorted((run_dir / "checkpoints").glob("seed-*"))
-        if earlier:
+        if earlier and not resume:
             warnings.warn(f"{type(self).__name__}.fit: replacing the checkpoints of an earlier "
                           f"fit in {run_dir / 'checkpoints'}", stacklevel=4)
             shutil.rmtree(run_dir / "checkpoints")
         run_dir.mkdir(parents=True, exist_ok=True)
         with quiet_libraries():
             reports = train_members(config, run_dir, preprocessor, data, self.y_range_,
-                                    summary=False)
+                                    resume=resume, summary=False)
         if reports:
             self.run_ = load_tabular_run(run_dir)
             self.run_files_ = run_files(run_dir)
@@ -397,7 +476,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         an ``OptionError`` (a ValueError) names the parameter, the value and what is
         allowed."""
         hidden = list(np.atleast_1d(self.hidden_sizes).tolist())
-        options = {name: getattr(self, name) for name in PARAMETERS if name in CONFIG_FIELDS}
+        options = {name: getattr(self, name) for name in CONFIG_FIELDS}
         config = FitConfig(**{
             **options, "table": "", "target": "", "out": "", "hidden_sizes": hidden,
             "categorical": list(self.categorical or []),
@@ -536,6 +615,15 @@ def _target_array(y: Any, rows: int) -> np.ndarray:
         raise ValueError(f"y has {int(bad.sum())} missing or infinite values (first at row "
                          f"{int(np.argmax(bad))}): drop those rows or fill them before fit")
     return values
+
+
+def _is_parquet_source(X: Any) -> bool:
+    """Whether ``X`` names parquet files (a path, a list of ``.parquet`` paths) or is a polars
+    ``LazyFrame``, rather than a table in memory."""
+    if isinstance(X, str | Path | pl.LazyFrame):
+        return True
+    return (isinstance(X, list | tuple) and bool(X)
+            and all(isinstance(p, str | Path) and str(p).endswith(".parquet") for p in X))
 
 
 def _choose_transform(requested: str, lowest: float, whole: bool) -> str:

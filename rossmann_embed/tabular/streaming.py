@@ -209,14 +209,18 @@ class StreamedBatches(IterableDataset):
         return share_of_rank(self.group_rows, self.order(epoch), rank, self.world_size)
 
     def __len__(self) -> int:
-        """Batches per epoch, the same on every rank (the largest rank's share decides)."""
-        shares = [sum(self.group_rows[g] for g in self.rank_groups(0, r))
-                  for r in range(self.world_size)]
-        batches = max(1, math.ceil(max(shares) / self.batch_size))
-        if self.part == "train" and min(shares) < batches:
-            raise ValueError(f"a process would get {min(shares)} training rows for {batches} "
-                             "batches: write the table with smaller, more even row groups "
-                             "(polars: write_parquet(row_group_size=...))")
+        """Batches per epoch, the same on every rank and every epoch. A rank's rows differ
+        from an even share by less than the largest row group (its groups change with the
+        epoch's order), so the count is for an even share plus one group, and no batch is
+        larger than ``batch_size``."""
+        total, largest = sum(self.group_rows), max(self.group_rows, default=0)
+        slack = largest if self.world_size > 1 else 0
+        batches = max(1, math.ceil((math.ceil(total / self.world_size) + slack)
+                                   / self.batch_size))
+        if self.part == "train" and total // self.world_size - slack < batches:
+            raise ValueError(f"a process could get {max(0, total // self.world_size - slack)} "
+                             f"training rows for {batches} batches: write the table with "
+                             "smaller row groups (polars: write_parquet(row_group_size=...))")
         return batches
 
     def __iter__(self) -> Iterator[Batch]:
@@ -226,8 +230,11 @@ class StreamedBatches(IterableDataset):
         info = get_worker_info()
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         dealt = [groups[w::workers] for w in range(workers)]
-        counts = batches_per_worker([sum(self.group_rows[g] for g in d) for d in dealt],
-                                    len(self) if groups else 0)
+        rows = [sum(self.group_rows[g] for g in d) for d in dealt]
+        # Training: every rank the same number of batches (DDP). Validation: its own rows'.
+        batches = (len(self) if self.part == "train"
+                   else math.ceil(sum(rows) / self.batch_size))
+        counts = batches_per_worker(rows, batches if groups else 0)
         mine, batches = dealt[worker], counts[worker]
         rng = np.random.default_rng((self.seed, epoch, self.rank, worker))
         yield from self._batches(mine, batches, rng)
@@ -262,11 +269,13 @@ class StreamedBatches(IterableDataset):
 
 
 class EpochLoader:
-    """Data-loader workers over ``StreamedBatches`` that start each epoch from the dataset's
-    epoch counter (workers hold copies, so the counter is advanced here)."""
+    """Data-loader workers over ``StreamedBatches``. The workers are started once, by spawning
+    (polars' thread pool does not survive a fork), and kept: each holds a copy of the
+    dataset whose epoch counter advances with every iteration, as the copy here does."""
 
     def __init__(self, batches: StreamedBatches, workers: int) -> None:
         self.batches, self.workers = batches, workers
+        self.loader: DataLoader | None = None
 
     @property
     def epoch(self) -> int:
@@ -276,9 +285,12 @@ class EpochLoader:
         return len(self.batches)
 
     def __iter__(self) -> Iterator[Batch]:
-        loader = DataLoader(self.batches, batch_size=None, num_workers=self.workers)
-        self.batches.epoch += 1  # after the workers took their copies of this epoch
-        return iter(loader)
+        if self.loader is None:
+            self.loader = DataLoader(self.batches, batch_size=None, num_workers=self.workers,
+                                     multiprocessing_context="spawn", persistent_workers=True)
+        iterator = iter(self.loader)  # the workers' copies start from this epoch
+        self.batches.epoch += 1
+        return iterator
 
 
 class StreamedDataModule(LightningDataModule):

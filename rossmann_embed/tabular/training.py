@@ -18,6 +18,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import torch
 from pytorch_lightning import Callback, LightningModule, Trainer, seed_everything
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
+from pytorch_lightning.strategies import DDPStrategy
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from rossmann_embed.tabular.config import Budget, NetworkConfig, auto_budget
@@ -37,6 +39,9 @@ from rossmann_embed.tabular.model import EntityEmbeddingRegressor, numerical_bin
 from rossmann_embed.tabular.streaming import StreamedData
 
 TRAINING_FILE = "training.json"
+# How long a DDP process waits for the others at a collective (a step's gradient sum, the
+# start): past it the run fails with one line rather than hang on a dead peer.
+COLLECTIVE_TIMEOUT_SECONDS = 600
 TrainingData = InMemoryData | StreamedData  # the two data paths: same run, model and Trainer
 
 
@@ -154,7 +159,7 @@ def train_member(config: NetworkConfig, budget: Budget, run_dir: Path, seed: int
         accelerator=config.accelerator,
         devices=_devices(config.devices),
         num_nodes=config.num_nodes,
-        strategy=config.strategy,
+        strategy=_strategy(config.strategy),
         precision=config.precision,
         callbacks=all_callbacks,
         logger=make_logger(config.logger, run_dir, seed),
@@ -260,6 +265,14 @@ def _checkpoints(directory: Path, monitor: str | None) -> list[ModelCheckpoint]:
     )
     last = ModelCheckpoint(dirpath=directory, filename="last", enable_version_counter=False)
     return [best, last]
+
+
+def _strategy(strategy: str) -> str | DDPStrategy:
+    """Lightning's strategy; DDP's with a bounded wait on collectives, so that a process that
+    died ends the others with an error instead of a hang."""
+    if strategy == "ddp":
+        return DDPStrategy(timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_SECONDS))
+    return strategy
 
 
 def _devices(devices: str) -> int | str:

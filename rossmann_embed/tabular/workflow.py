@@ -42,8 +42,9 @@ FIRST_DATA_LINE = 2  # a CSV's row 0 is on line 2, below the header
 REPORTS = ("config.json", "columns.json", "validation.json", "estimator.json")  # a fit run's
 
 
-def fit_table(config: FitConfig, log=print) -> Path:
-    """Train on ``config.table`` into ``config.out``; returns the run directory."""
+def fit_table(config: FitConfig, log=print, resume: bool = False) -> Path:
+    """Train on ``config.table`` into ``config.out``; returns the run directory. ``resume``
+    continues an interrupted run from its members' last checkpoints."""
     from rossmann_embed.tabular.estimator import EmbeddingRegressor
 
     start = time.perf_counter()
@@ -64,9 +65,9 @@ def fit_table(config: FitConfig, log=print) -> Path:
         config.table) > STREAM_CELLS
     try:
         if stream:
-            fit_streamed(estimator, config, log)
+            fit_streamed(estimator, config, log, resume)
         else:
-            fit_in_memory(estimator, config, log)
+            fit_in_memory(estimator, config, log, resume)
     except TrainingFailed:  # the reports of an earlier run in --out must not claim success
         for name in REPORTS:
             (run_dir / name).unlink(missing_ok=True)
@@ -94,7 +95,7 @@ def fit_table(config: FitConfig, log=print) -> Path:
     return run_dir
 
 
-def fit_in_memory(estimator: Any, config: FitConfig, log=print) -> None:
+def fit_in_memory(estimator: Any, config: FitConfig, log=print, resume: bool = False) -> None:
     """``fit_table`` of a table read into memory: its columns reported, then fitted."""
     frame = read_table(config.table)
     X, y = split_target(frame, config)
@@ -113,10 +114,10 @@ def fit_in_memory(estimator: Any, config: FitConfig, log=print) -> None:
         if rows:
             log(f"note: {rows:,} rows have no {column} value (blank or NaN: they take the "
                 f"training {fill})")
-    estimator.fit(X, y)
+    estimator.fit(X, y, resume=resume)
 
 
-def fit_streamed(estimator: Any, config: FitConfig, log=print) -> None:
+def fit_streamed(estimator: Any, config: FitConfig, log=print, resume: bool = False) -> None:
     """``fit_table`` of a table streamed from parquet row groups (a CSV is written as parquet
     first, in a temporary folder): the statistics by polars' streaming engine, then batches
     read by each process from its own row groups."""
@@ -133,7 +134,7 @@ def fit_streamed(estimator: Any, config: FitConfig, log=print) -> None:
         rows = pq.ParquetFile(path).metadata.num_rows
         log(f"{config.table}: {rows:,} rows, streamed from parquet row groups")
         estimator.fit_parquet(path, config.target, inputs, source=config.table,
-                              first_line=data_line(config.table))
+                              first_line=data_line(config.table), resume=resume)
     if hasattr(estimator, "validation_"):
         log("columns (--categorical / --continuous to change):")
         for line in estimator.roles_.report():
