@@ -77,3 +77,14 @@ def shop_table(rows: int = 3000, seed: int = 0):
     sales = np.exp(level + rng.normal(scale=0.05, size=rows))
     return pl.DataFrame({"shop": shop, "shop_name": [f"shop-{i:02d}" for i in shop],
                          "day": day, "kind": kind, "x": x, "sales": sales})
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: a second OpenMP thread only adds sync cost, badly so on shared cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

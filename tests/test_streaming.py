@@ -30,12 +30,7 @@ from rossmann_embed.tabular.workflow import predict_table
 ROWS = 5000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _planted(rows: int = ROWS, seed: int = 0) -> pl.DataFrame:
