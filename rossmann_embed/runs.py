@@ -1,7 +1,8 @@
 """Any run, whichever command wrote it: `fit` (a table of one's own) or `train` (Rossmann).
 
-Both lay out a run directory the same way (``config.json``, ``columns.json``,
-``training.json``, ``validation.json``, ``metrics.csv``, ``checkpoints/seed-S/``, ``logs/``);
+Both lay out a run directory the same way (``run.json``, naming its kind, ``config.json``,
+``columns.json``, ``training.json``, ``validation.json``, ``metrics.csv``,
+``checkpoints/seed-S/``, ``logs/``);
 a `fit` run adds ``estimator.json`` (the scikit-learn estimator), a `train` run
 ``data_report.json``, ``store_levels.csv`` and its boosted half (``lightgbm/``).
 ``load_run``, ``predict`` and ``write_embeddings`` take either.
@@ -16,23 +17,26 @@ from typing import Any
 
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import strict_json
+from rossmann_embed.tabular.runs import run_kind
 
 
 def is_fit_run(path: str | Path) -> bool:
-    """Whether ``path`` is a run directory written by `fit` (or the estimator's ``save``)."""
-    return (Path(path) / "estimator.json").is_file()
+    """Whether ``path`` is a run directory written by `fit` (or the estimator's ``save``), as
+    its manifest says; a checkpoint file is a `train` run's member."""
+    return not Path(path).is_file() and run_kind(path) == "fit"
 
 
 def load_run(path: str | Path) -> Any:
-    """A run ready to predict: a `fit` run as its ``EmbeddingRegressor``, a `train` run as
-    ``rossmann.inference.Run`` (members, store levels and boosted half). Both ``predict`` a
-    frame of the run's input columns (a `train` run's: the feature rows of
+    """A run ready to predict, of the kind its manifest (``run.json``) names: a `fit` run as
+    its ``EmbeddingRegressor``, a `train` run as ``rossmann.inference.Run`` (members, store
+    levels and boosted half; a ``.ckpt`` file: that member alone). Both ``predict`` a frame
+    of the run's input columns (a `train` run's: the feature rows of
     ``rossmann.features``)."""
     if is_fit_run(path):
         from rossmann_embed.tabular.estimator import EmbeddingRegressor
 
         return EmbeddingRegressor.load(path)
-    from rossmann_embed.rossmann.inference import load_run as load_train_run
+    from rossmann_embed.rossmann.inference import load_train_run
 
     return load_train_run(path)
 

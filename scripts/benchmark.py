@@ -87,7 +87,7 @@ class MatmulProbe(Callback):
 def bench_train(data_dir: str, run_dir: Path, recipe: dict | None = None) -> dict:
     """Training with the last 48 days as validation (the default recipe, or ``recipe``'s
     options over it): speed, and the forecast's and its parts' RMSPE."""
-    from rossmann_embed.rossmann.inference import load_run
+    from rossmann_embed.rossmann.inference import load_train_run
     from rossmann_embed.rossmann.pipeline import fit
     from rossmann_embed.rossmann.training import prepare
     from rossmann_embed.tabular.config import auto_budget
@@ -102,7 +102,7 @@ def bench_train(data_dir: str, run_dir: Path, recipe: dict | None = None) -> dic
     epoch_seconds = float(metrics.get_column("epoch_seconds").drop_nulls().median())
 
     train, val, preprocessor, _ = prepare(config)
-    model = load_run(run_dir).models[0]
+    model = load_train_run(run_dir).models[0]
     batch_size = auto_budget(config, train.height).batch_size
     flops_per_row = training_flops_per_batch(model, batch_size) / batch_size
     flops_per_epoch = flops_per_row * train.height

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from rossmann_embed.rossmann.config import TrainConfig
-from rossmann_embed.rossmann.inference import load_run, predict_kaggle
+from rossmann_embed.rossmann.inference import load_train_run, predict_kaggle
 from rossmann_embed.rossmann.io import read_table
 from rossmann_embed.rossmann.levels import write_store_levels
 from rossmann_embed.rossmann.training import prepare, store_levels
@@ -32,7 +32,7 @@ def rescore_window(window: Path, sales: pl.DataFrame) -> dict[str, float]:
     run_dir = window / "run"
     config = TrainConfig.load(run_dir / "config.json")
     write_store_levels(run_dir, store_levels(run_dir, prepare(config)[0], config.level_days))
-    predicted, _ = predict_kaggle(load_run(run_dir), window / "data", members=True)
+    predicted, _ = predict_kaggle(load_train_run(run_dir), window / "data", members=True)
     scored = (predicted.drop("Sales").join(sales, on=["Store", "Date"])
               .filter(pl.col("Sales") > 0))
     truth = scored.get_column("Sales").to_numpy()

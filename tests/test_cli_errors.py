@@ -120,3 +120,66 @@ def test_each_failure_has_its_exit_status(error: Exception, status: int,
         main(["demo", "--out", str(tmp_path)])
     assert ended.value.code == status
     assert capsys.readouterr().err.strip() == f"rossmann-embed: error: {error}"
+
+
+# --- a table of one's own: faults found by trying it as a new user would -----------------------
+
+
+def _fit(table: Path, out: Path, *extra: str) -> None:
+    main(["fit", "--table", str(table), "--target", "sales", "--out", str(out), "--epochs", "1",
+          "--hidden-sizes", "16", "--ensemble-size", "2", *extra])
+
+
+def test_any_column_name_a_csv_can_hold_fits_predicts_and_reports(tmp_path: Path) -> None:
+    from conftest import shop_table
+
+    frame = shop_table(600).rename({"shop": "Filiale Nr.", "kind": "training"})
+    frame.write_csv(tmp_path / "t.csv")
+    _fit(tmp_path / "t.csv", tmp_path / "run", "--categorical", "Filiale Nr.")
+    main(["predict", "--run", str(tmp_path / "run"), "--table", str(tmp_path / "t.csv"),
+          "--out", str(tmp_path / "p.csv")])
+    main(["embeddings", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "maps")])
+    assert (tmp_path / "p.csv").is_file()
+    tables = {p.name for p in (tmp_path / "maps").rglob("*.csv")}
+    assert {"Filiale_Nr.csv", "training.csv"} <= tables  # names made safe for files
+
+
+def test_a_header_that_names_a_column_twice_is_one_line(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "t.csv").write_text("shop,x,shop,sales\n1,0.5,2,10\n2,0.1,3,12\n")
+    with pytest.raises(SystemExit) as stopped:
+        _fit(tmp_path / "t.csv", tmp_path / "run")
+    err = capsys.readouterr().err.strip()
+    assert stopped.value.code == 2 and len(err.splitlines()) == 1
+    assert "line 1, column 'shop'" in err and "each column named once" in err
+
+
+def test_a_damaged_run_description_or_a_blocked_output_is_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from conftest import shop_table
+
+    shop_table(300).write_csv(tmp_path / "t.csv")
+    _fit(tmp_path / "t.csv", tmp_path / "run")
+    (tmp_path / "a-file").write_text("")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", "--run", str(tmp_path / "run"), "--table", str(tmp_path / "t.csv"),
+              "--out", str(tmp_path / "a-file" / "p.csv")])
+    err = capsys.readouterr().err.strip()
+    assert stopped.value.code == 2 and "a-file is a file" in err and len(err.splitlines()) == 1
+    (tmp_path / "run" / "estimator.json").write_text('{"params": [1, 2]}')
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", "--run", str(tmp_path / "run"), "--table", str(tmp_path / "t.csv"),
+              "--out", str(tmp_path / "p.csv")])
+    err = capsys.readouterr().err.strip()
+    assert stopped.value.code == 2 and "estimator.json" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_version_is_the_package_version(capsys: pytest.CaptureFixture) -> None:
+    import rossmann_embed
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    assert capsys.readouterr().out.strip() == f"rossmann-embed {rossmann_embed.__version__}"

@@ -15,7 +15,7 @@ import torch
 from rossmann_embed.cli import main
 from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.evaluation import evaluate, parse_date, rmspe_by
-from rossmann_embed.rossmann.inference import load_run, load_runs, submit
+from rossmann_embed.rossmann.inference import load_runs, load_train_run, submit
 from rossmann_embed.rossmann.io import read_table
 from rossmann_embed.rossmann.pipeline import fit
 from rossmann_embed.rossmann.studies.synthetic import write_synthetic
@@ -66,7 +66,7 @@ def test_submission_of_a_labelled_period_scores_what_evaluate_reports(
     assert scored.height == truth.height
     kaggle = rmspe(scored.get_column("Sales_true").to_numpy(),
                    scored.get_column("Sales").to_numpy())
-    result = evaluate(load_run(run_dir), data_dir, first, last, tmp_path / "eval")
+    result = evaluate(load_train_run(run_dir), data_dir, first, last, tmp_path / "eval")
     assert result["rows"] == truth.height
     assert result["rmspe"] == pytest.approx(kaggle, abs=1e-9)
 
@@ -114,7 +114,7 @@ def test_rmspe_by_skips_zero_sales_like_kaggle() -> None:
 
 def test_bad_periods_are_input_errors(trained: tuple[Path, Path], tmp_path: Path) -> None:
     data_dir, run_dir = trained
-    run = load_run(run_dir)
+    run = load_train_run(run_dir)
     with pytest.raises(InputError, match=r"--from: got '2015-07-31', expected a date on or "
                                          r"before --to"):
         evaluate(run, data_dir, dt.date(2015, 7, 31), dt.date(2015, 7, 1), tmp_path)

@@ -18,8 +18,8 @@ from rossmann_embed.rossmann import boosting
 from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.inference import (
     Ensemble,
-    load_run,
     load_runs,
+    load_train_run,
     predict_kaggle,
     submit,
 )
@@ -72,7 +72,7 @@ def test_seed_ensemble_is_one_run_averaged_in_log_space(trained: tuple[Path, Pat
     data_dir, run_dir = trained
     assert sorted(p.parent.name for p in run_dir.glob("checkpoints/seed-*/best.ckpt")) == [
         "seed-0", "seed-1"]
-    run = load_run(run_dir)
+    run = load_train_run(run_dir)
     assert run.labels == ["seed-0", "seed-1"] and len(run.models) == 2
     rows = predict_kaggle(run, data_dir)[0].drop("Prediction").filter(pl.col("Open") == 1)
     logs = run.member_logs(rows)
@@ -89,14 +89,14 @@ def test_seed_ensemble_is_one_run_averaged_in_log_space(trained: tuple[Path, Pat
     spread = weight * (1 - weight) * (parts["network"] - parts["lightgbm"]) ** 2
     np.testing.assert_allclose(run.predict_log(rows), (1 - weight) * parts["network"]
                                + weight * parts["lightgbm"] - RMSPE_SHIFT * spread)
-    single = load_run(run_dir / "checkpoints" / "seed-0" / "best.ckpt")  # a checkpoint alone
+    single = load_train_run(run_dir / "checkpoints" / "seed-0" / "best.ckpt")  # a checkpoint alone
     np.testing.assert_allclose(single.predict_log(rows), logs["seed-0"])
 
 
 def test_the_network_adds_what_it_missed_of_each_store_in_the_last_days(
         trained: tuple[Path, Path]) -> None:
     data_dir, run_dir = trained
-    run, config = load_run(run_dir), TrainConfig.load(run_dir / "config.json")
+    run, config = load_train_run(run_dir), TrainConfig.load(run_dir / "config.json")
     train = prepare(config)[0]
     recent = train.filter(pl.col("Date") > train.get_column("Date").max()
                           - dt.timedelta(days=config.level_days))
@@ -143,7 +143,7 @@ def test_each_store_forecast_moves_below_its_log_mean_by_its_variance() -> None:
 def test_members_and_forecast_predict_the_boosted_half_once(
         trained: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     data_dir, run_dir = trained
-    run = load_run(run_dir)
+    run = load_train_run(run_dir)
     calls = []
     predict_log = run.boosted.predict_log
     monkeypatch.setattr(run.boosted, "predict_log",
@@ -175,7 +175,7 @@ def test_submission_for_test_csv(trained: tuple[Path, Path], tmp_path: Path) -> 
 
 def test_python_api_predicts_kaggle_layout_and_feature_frames(trained: tuple[Path, Path]) -> None:
     data_dir, run_dir = trained
-    run = load_run(run_dir)
+    run = load_train_run(run_dir)
     predicted = run.predict_kaggle(data_dir)
     assert isinstance(predicted, pl.DataFrame) and predicted.get_column("Id").is_sorted()
     opened = predicted.filter(pl.col("Open") == 1)
@@ -186,7 +186,7 @@ def test_python_api_predicts_kaggle_layout_and_feature_frames(trained: tuple[Pat
 
 def test_several_runs_average_all_members(trained: tuple[Path, Path]) -> None:
     data_dir, run_dir = trained
-    run = load_run(run_dir)
+    run = load_train_run(run_dir)
     both = load_runs([run_dir, run_dir])
     rows = predict_kaggle(run, data_dir)[0].drop("Prediction")
     assert len(both.member_logs(rows)) == 4
@@ -194,7 +194,7 @@ def test_several_runs_average_all_members(trained: tuple[Path, Path]) -> None:
 
 
 def test_runs_with_other_feature_options_are_refused(trained: tuple[Path, Path]) -> None:
-    run = load_run(trained[1])
+    run = load_train_run(trained[1])
     features = {**run.feature_options, "weather": False}
     other = dataclasses.replace(run, path=Path("other"),
                                 metadata={**run.metadata, "features": features})
@@ -206,7 +206,7 @@ def test_runs_with_other_feature_options_are_refused(trained: tuple[Path, Path])
 def test_unknown_store_is_an_error_or_a_counted_fallback(trained: tuple[Path, Path],
                                                          tmp_path: Path) -> None:
     data_dir, run_dir = trained
-    run = load_run(run_dir)
+    run = load_train_run(run_dir)
     stores = run.preprocessor.vocabularies["Store"]
     missing = stores[0]
     preprocessor = Preprocessor.from_dict(run.preprocessor.to_dict())
@@ -230,7 +230,7 @@ def test_store_missing_from_store_csv(trained: tuple[Path, Path], tmp_path: Path
     path.write_text(",".join(TEST_COLUMNS) + "\n1,999,4,2015-08-06,1,0,0,0\n")
     with pytest.raises(InputError, match=r"t\.csv line 2, column 'Store': got 999, expected "
                                          r"a store listed in store\.csv"):
-        submit(load_run(run_dir), data_dir, tmp_path / "s.csv", path)
+        submit(load_train_run(run_dir), data_dir, tmp_path / "s.csv", path)
 
 
 def test_repeated_id_is_an_error(trained: tuple[Path, Path], tmp_path: Path) -> None:
@@ -239,7 +239,7 @@ def test_repeated_id_is_an_error(trained: tuple[Path, Path], tmp_path: Path) -> 
     path.write_text(",".join(TEST_COLUMNS) + "\n7,1,4,2015-08-06,1,0,0,0\n"
                     "7,2,4,2015-08-06,1,0,0,0\n")
     with pytest.raises(InputError, match=r"t\.csv line 3, column 'Id': got '7'.*repeats line 2"):
-        submit(load_run(run_dir), data_dir, tmp_path / "s.csv", path)
+        submit(load_train_run(run_dir), data_dir, tmp_path / "s.csv", path)
 
 
 def test_cli_bad_state_holiday_exits_2_with_one_line(trained: tuple[Path, Path], tmp_path: Path,
@@ -297,4 +297,4 @@ def test_a_boosted_half_of_other_features_is_refused(trained: tuple[Path, Path],
     _, run_dir = trained
     monkeypatch.setattr(boosting, "LIGHTGBM_FEATURES", [*boosting.LIGHTGBM_FEATURES, "Newer"])
     with pytest.raises(InputError, match="trained on this version's features.*'Newer'"):
-        load_run(run_dir)
+        load_train_run(run_dir)

@@ -4,6 +4,7 @@ imports another module's private names."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,10 @@ def test_the_command_line_starts_without_torch() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert loaded.stdout.strip() == "False"
+
+
+def test_one_load_run_in_the_package() -> None:
+    """One loader of runs: the kind comes from the run's manifest, not from a second loader."""
+    found = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+             if re.search(r"^def load_run\(", p.read_text(encoding="utf-8"), re.MULTILINE)]
+    assert found == ["runs.py"]

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 from rossmann_embed.rossmann.config import TrainConfig
-from rossmann_embed.rossmann.inference import load_run
+from rossmann_embed.rossmann.inference import load_train_run
 from rossmann_embed.rossmann.maps import build_tables, run_weights, score_states
 from rossmann_embed.rossmann.pipeline import fit
 from rossmann_embed.rossmann.studies.demo import demo
@@ -29,7 +29,7 @@ PERMUTATIONS = 999
 
 def state_score(run_dir: Path, data_dir: Path) -> GeographyScore:
     """Score the run's State embedding against the planted state positions."""
-    run = load_run(run_dir)
+    run = load_train_run(run_dir)
     state = build_tables(run.preprocessor.vocabularies, run_weights(run.models[0]))["State"]
     reference = pl.read_csv(data_dir / "locations_states.csv")
     return score_states(state, reference=reference, permutations=PERMUTATIONS)

@@ -78,3 +78,23 @@ def test_load_run_and_embeddings_take_either_run(runs: dict[str, Path], tmp_path
     for kind in ("train", "fit"):
         main(["embeddings", "--run", str(runs[kind]), "--out", str(tmp_path / kind)])
         assert any((tmp_path / kind).rglob("*.csv")), kind
+
+
+def test_the_manifest_names_the_kind_and_an_old_run_says_what_to_do(
+        runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    for kind in ("fit", "train"):
+        manifest = json.loads((runs[kind] / "run.json").read_text())
+        assert manifest["kind"] == kind and manifest["format"] == 2
+    old = tmp_path / "old-fit-run"
+    shutil.copytree(runs["fit"], old)
+    (old / "run.json").unlink()
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", "--run", str(old), "--table", str(tmp_path / "x.csv"),
+              "--out", str(tmp_path / "p.csv")])
+    err = capsys.readouterr().err.strip()
+    assert stopped.value.code == 2 and len(err.splitlines()) == 1
+    assert 'add run.json holding {"kind": "fit", "format": 1}' in err
+    (old / "run.json").write_text('{"kind": "fit", "format": 1}')
+    assert load_run(old).predict(shop_table(5).drop("sales")).shape == (5,)

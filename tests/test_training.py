@@ -144,15 +144,15 @@ def test_the_boosted_half_is_kept_on_resume_and_refit_when_its_settings_change(d
 
 def test_paper_features_and_dropped_groups_are_what_the_run_sees(data_dir, tmp_path):
     from rossmann_embed.rossmann.feature_groups import FEATURE_GROUPS, PAPER_FEATURES
-    from rossmann_embed.rossmann.inference import load_run, predict_kaggle
+    from rossmann_embed.rossmann.inference import load_train_run, predict_kaggle
 
     paper = fit(_config(data_dir, tmp_path / "paper", epochs=1, features="paper"))
-    spec = load_run(paper).preprocessor.spec
+    spec = load_train_run(paper).preprocessor.spec
     assert sorted(spec.categorical) == sorted(PAPER_FEATURES) and spec.continuous == []
     assert json.loads((paper / "config.json").read_text())["features"] == "paper"
     dropped = fit(_config(data_dir, tmp_path / "dropped", epochs=1,
                           drop_features=["school_holidays", "calendar"]))
-    run = load_run(dropped)
+    run = load_train_run(dropped)
     kept = set(run.preprocessor.spec.categorical) | set(run.preprocessor.spec.continuous)
     assert kept.isdisjoint(FEATURE_GROUPS["school_holidays"] + FEATURE_GROUPS["calendar"])
     assert {"Store", "State", "Promo"} <= kept

@@ -1,7 +1,7 @@
 """Load runs (one model, a seed ensemble, or several runs) and predict: from checkpoints alone.
 
 A checkpoint carries the fitted preprocessing and the column spec as plain data, so
-``load_run(path).predict(frame)`` needs nothing but the run directory and a frame with the
+``load_train_run(path).predict(frame)`` needs nothing but the run directory and a frame with the
 model's columns. Checkpoints are loaded with weights-only loading: no pickles are executed.
 
 For files in Kaggle's test layout (``Id,Store,DayOfWeek,Date,Open,Promo,StateHoliday,
@@ -163,7 +163,7 @@ class Ensemble(_Predicts):
 Predictor = Run | Ensemble
 
 
-def load_run(path: str | Path) -> Run:
+def load_train_run(path: str | Path) -> Run:
     """Load every member of a ``train`` run directory, its store levels and its boosted half
     (a single ``.ckpt`` file: that member alone, without either)."""
     core = load_tabular_run(path)
@@ -179,7 +179,7 @@ def load_runs(paths: list[str | Path]) -> Ensemble:
     """Load several runs as one ensemble (their feature options must agree)."""
     if not paths:
         raise InputError.at("--run", "at least one run directory")
-    return Ensemble([load_run(p) for p in paths])
+    return Ensemble([load_train_run(p) for p in paths])
 
 
 # --- Kaggle-layout files ------------------------------------------------------------------

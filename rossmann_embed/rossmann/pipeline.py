@@ -1,6 +1,6 @@
 """fit(config) -> run directory: train the network and the boosted half
 (``training.train_network``), then score the validation days with the saved run, as any
-later prediction is made (``inference.load_run``), into ``validation.json``."""
+later prediction is made (``inference.load_train_run``), into ``validation.json``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pytorch_lightning import Callback
 
 from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.features import FeatureTable
-from rossmann_embed.rossmann.inference import load_run
+from rossmann_embed.rossmann.inference import load_train_run
 from rossmann_embed.rossmann.training import train_network
 from rossmann_embed.tabular.errors import TrainingFailed
 from rossmann_embed.tabular.files import write_json
@@ -39,7 +39,7 @@ def validation_report(run_dir: Path, validation: pl.DataFrame) -> dict:
     """RMSPE on the validation rows: the run's forecast (the network, blended with the boosted
     half if there is one), the network alone (members' mean plus store levels), the boosted
     half, each member (without levels)."""
-    run = load_run(run_dir)
+    run = load_train_run(run_dir)
     sales = validation.get_column("Sales").to_numpy()
     parts = run.part_logs(validation)
     members = [{"seed": int(label.removeprefix("seed-")),

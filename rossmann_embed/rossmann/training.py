@@ -48,7 +48,7 @@ from rossmann_embed.tabular.data import InMemoryData
 from rossmann_embed.tabular.encoding import Preprocessor
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_json
-from rossmann_embed.tabular.runs import load_member, load_tabular_run
+from rossmann_embed.tabular.runs import load_member, load_tabular_run, write_manifest
 from rossmann_embed.tabular.training import train_members
 
 Y_RANGE_HEADROOM = 1.2  # log-sales output bounded to [0, 1.2 * log(max sales)], as fastai
@@ -122,6 +122,7 @@ def train_network(config: TrainConfig, resume: bool = False,
     train, validation, preprocessor, report = prepare(config, table)  # bad input stops here
     run_dir.mkdir(parents=True, exist_ok=True)
     write_store_levels(run_dir, None)  # an earlier run's, until this run's members are done
+    write_manifest(run_dir, "train")
     config.save(run_dir / "config.json")
     write_json(run_dir / "columns.json", columns_report(preprocessor))
     write_json(run_dir / "data_report.json", report)

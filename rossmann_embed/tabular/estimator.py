@@ -40,7 +40,7 @@ from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import atomic_write, write_json
 from rossmann_embed.tabular.frames import to_frame
 from rossmann_embed.tabular.metrics import mae, rmse, rmspe
-from rossmann_embed.tabular.runs import load_tabular_run
+from rossmann_embed.tabular.runs import load_tabular_run, write_manifest
 from rossmann_embed.tabular.streaming import (
     Split,
     StreamedData,
@@ -447,22 +447,28 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path: str | Path) -> EmbeddingRegressor:
-        """An estimator saved by ``save`` (or trained with ``out``); weights-only loading."""
-        from rossmann_embed.tabular.errors import InputError
-
+        """An estimator saved by ``save`` (or trained with ``out``); weights-only loading. A
+        damaged ``estimator.json`` is an ``InputError`` naming it and what it should hold."""
         path = Path(path)
         description = path / ESTIMATOR_FILE
         if not description.is_file():
             raise InputError.at(str(path), f"a run directory with {ESTIMATOR_FILE} (written by "
                                 "`rossmann-embed fit` or EmbeddingRegressor.save)")
-        data = json.loads(description.read_text())
-        estimator = cls(**data["params"])
-        estimator.feature_names_in_ = np.asarray(data["feature_names_in"], dtype=object)
-        estimator.n_features_in_ = len(data["feature_names_in"])
-        estimator.roles_ = ColumnRoles.from_dict(data["roles"])
-        estimator.target_transform_ = data["target_transform"]
-        estimator.y_range_ = tuple(data["y_range"]) if data["y_range"] else None
-        estimator.validation_ = data["validation"]
+        try:
+            data = json.loads(description.read_text(encoding="utf-8"))
+            estimator = cls(**data["params"])
+            estimator.feature_names_in_ = np.asarray(data["feature_names_in"], dtype=object)
+            estimator.n_features_in_ = len(data["feature_names_in"])
+            estimator.roles_ = ColumnRoles.from_dict(data["roles"])
+            estimator.target_transform_ = data["target_transform"]
+            estimator.y_range_ = tuple(data["y_range"]) if data["y_range"] else None
+            estimator.validation_ = dict(data["validation"])
+        # Valid JSON of another shape fails in any of these ways; the file is the cause.
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise InputError.at(str(description), "the estimator's description as `fit` or "
+                                "EmbeddingRegressor.save writes it (params, feature_names_in, "
+                                f"roles, target_transform, y_range, validation): "
+                                f"{type(error).__name__}: {error}") from None
         estimator.run_ = load_tabular_run(path)
         estimator.run_files_ = run_files(path)
         training = estimator.run_files_.get(TRAINING_FILE)
@@ -568,6 +574,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         return scores
 
     def _write_description(self, run_dir: Path) -> None:
+        write_manifest(run_dir, "fit")
         write_json(run_dir / ESTIMATOR_FILE, {
             "params": _plain(self.get_params()),
             "feature_names_in": [str(n) for n in self.feature_names_in_],

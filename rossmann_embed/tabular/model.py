@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import ctypes
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,7 @@ class EntityEmbeddingRegressor(LightningModule):
         )
         sizes = {name: default_embedding_size(n) for name, n in cardinalities.items()}
         sizes.update(config.embedding_sizes)
-        self.embeddings = nn.ModuleDict(
+        self.embeddings = ColumnModules(
             {name: nn.Embedding(n, sizes[name]) for name, n in cardinalities.items()}
         )
         for embedding in self.embeddings.values():
@@ -155,7 +155,7 @@ class EntityEmbeddingRegressor(LightningModule):
         self._slices = {n: (int(offsets[i]), int(offsets[i + 1])) for i, n in enumerate(names)}
         self._pairs = [(names.index(a), names.index(b)) for a, b in pairs]
         biased = sorted({c for pair in pairs for c in pair}, key=names.index)
-        self.biases = nn.ModuleDict(
+        self.biases = ColumnModules(
             {c: nn.Embedding(self.hparams.cardinalities[c], 1) for c in biased})
         for bias in self.biases.values():
             nn.init.zeros_(bias.weight)
@@ -300,6 +300,43 @@ class EntityEmbeddingRegressor(LightningModule):
                 for i in range(0, len(categorical), batch_size)
             ]
         return torch.cat(chunks) if chunks else torch.empty(0)
+
+
+MODULE_ATTRIBUTES = frozenset(dir(nn.ModuleDict()))  # names torch will not take for a module
+
+
+class ColumnModules(nn.ModuleDict):
+    """A ``ModuleDict`` keyed by column names, which may be any text. torch refuses module
+    names with a dot, an empty one, or one of ``nn.Module``'s attributes ("training"), so those
+    are stored under an escaped key (``module_key``); other names are kept, and with them the
+    checkpoints of earlier versions."""
+
+    def __init__(self, modules: dict[str, nn.Module]) -> None:
+        super().__init__({module_key(name): module for name, module in modules.items()})
+        self.names = list(modules)
+
+    def __getitem__(self, name: str) -> nn.Module:
+        return super().__getitem__(module_key(name))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and module_key(name) in self._modules
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def keys(self) -> list[str]:  # type: ignore[override]
+        return list(self.names)
+
+    def items(self) -> list[tuple[str, nn.Module]]:  # type: ignore[override]
+        return [(name, self[name]) for name in self.names]
+
+
+def module_key(name: str) -> str:
+    """``name`` as a module name torch accepts: itself when it is one, else escaped (a dot as
+    U+2024, the one-dot leader, and a prefix no column name needs)."""
+    if name and "." not in name and name not in MODULE_ATTRIBUTES:
+        return name
+    return "column\u2024" + name.replace(".", "\u2024")
 
 
 class EmbeddingLookups(torch.autograd.Function):

@@ -7,6 +7,7 @@ Checkpoints are loaded weights-only: no pickles are executed.
 
 from __future__ import annotations
 
+import json
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +17,42 @@ import polars as pl
 
 from rossmann_embed.tabular.encoding import Preprocessor, inverse_target
 from rossmann_embed.tabular.errors import InputError, first_line
+from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.model import EntityEmbeddingRegressor
 
 Logs = dict[str, np.ndarray]  # member label -> predictions in the model's space
+MANIFEST = "run.json"  # what kind of run a directory holds, and in which format
+RUN_FORMAT = 2  # 1: the runs of version 0.1, without a manifest
+
+
+def write_manifest(run_dir: str | Path, kind: str) -> Path:
+    """Say in ``run.json`` which command wrote the run (``kind``: ``fit`` or ``train``), in
+    which format and by which version, so that loading need not guess."""
+    import rossmann_embed
+
+    return write_json(Path(run_dir) / MANIFEST, {"kind": kind, "format": RUN_FORMAT,
+                                                 "version": rossmann_embed.__version__})
+
+
+def run_kind(path: str | Path) -> str:
+    """The kind of run ``path`` holds, from its manifest; an ``InputError`` saying what to do
+    when there is none (a run of version 0.1) or it is damaged."""
+    manifest = Path(path) / MANIFEST
+    if not manifest.is_file():
+        raise InputError.at(str(path), f"a run directory with {MANIFEST} (a run written before "
+                            f"its format {RUN_FORMAT} lacks it: add {MANIFEST} holding "
+                            '{"kind": "fit", "format": 1} for a `fit` run, one with '
+                            'estimator.json, else {"kind": "train", "format": 1})')
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        kind, version = data["kind"], int(data["format"])
+    except (ValueError, TypeError, KeyError) as error:
+        raise InputError.at(str(manifest), 'a run manifest like {"kind": "fit", "format": 2} '
+                            f"({type(error).__name__}: {error})") from None
+    if version > RUN_FORMAT:
+        raise InputError.at(str(manifest), f"a run of format {RUN_FORMAT} or older (this one is "
+                            f"{version}: upgrade rossmann-embed to load it)")
+    return kind
 
 
 def member_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:

@@ -3,6 +3,7 @@ for anything wrong."""
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def read_table(path: str | Path) -> pl.DataFrame:
     """A CSV (types inferred from every row, dates parsed) or parquet file with at least one
     row; anything else is an ``InputError`` naming the file."""
     path = check_table_file(path)
+    check_header(path)
     try:
         if path.suffix.lower() == ".parquet":
             frame = pl.read_parquet(path)
@@ -88,6 +90,7 @@ def as_parquet(path: str | Path, directory: str | Path) -> Path:
         except (pa.ArrowException, OSError) as error:
             raise unreadable(path, error) from None
     else:
+        check_header(path)
         copy = Path(directory) / f"{path.stem}.parquet"
         try:
             (pl.scan_csv(path, try_parse_dates=True, infer_schema_length=None)
@@ -107,6 +110,24 @@ def arrow_frame(data: pa.Table | pa.RecordBatch) -> pl.DataFrame:
     frame = pl.from_arrow(data)
     frame.columns = data.schema.names
     return frame
+
+
+def check_header(path: Path) -> None:
+    """An ``InputError`` naming a column that a CSV's header names twice (polars would
+    rename the second silently, and a model trained on it would read the wrong column)."""
+    if path.suffix.lower() != ".csv":
+        return
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), [])
+    except (UnicodeDecodeError, csv.Error):
+        return  # the reader names what is wrong with the file
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise InputError.at(str(path), "each column named once in the header", line=1,
+                                column=name, value=name)
+        seen.add(name)
 
 
 def unreadable(path: Path, error: BaseException) -> InputError:

@@ -39,7 +39,7 @@ PREDICT_ROWS = 100_000  # rows predicted and written at a time
 STREAM_CELLS = 100_000_000
 CSV_CELL_BYTES = 8  # a CSV's bytes per cell, roughly, for that estimate
 FIRST_DATA_LINE = 2  # a CSV's row 0 is on line 2, below the header
-REPORTS = ("config.json", "columns.json", "validation.json", "estimator.json")  # a fit run's
+REPORTS = ("config.json", "columns.json", "validation.json", "estimator.json", "run.json")
 
 
 def fit_table(config: FitConfig, log=print, resume: bool = False) -> Path:

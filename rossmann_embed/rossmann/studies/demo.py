@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from rossmann_embed.rossmann.config import TrainConfig
-from rossmann_embed.rossmann.inference import load_run, load_runs, submit
+from rossmann_embed.rossmann.inference import load_runs, load_train_run, submit
 from rossmann_embed.rossmann.io import read_stores
 from rossmann_embed.rossmann.maps import write_run_maps
 from rossmann_embed.rossmann.pipeline import fit
@@ -33,7 +33,7 @@ def demo(out: Path, seed: int = 0) -> Path:
     report = submit(load_runs([run_dir]), out / "data", submission)
     print(f"submission for the synthetic test.csv ({report['rows']:,} rows) -> {submission}")
     # Score the state embeddings against the planted positions the data was made from.
-    maps = write_run_maps(load_run(run_dir), read_stores(out / "data"), out / "maps",
+    maps = write_run_maps(load_train_run(run_dir), read_stores(out / "data"), out / "maps",
                           reference=pl.read_csv(info.locations_states))
     geography = maps["geography"]
     print(f"embedding maps -> {out / 'maps'}: state embeddings vs planted map: Mantel r "

@@ -193,11 +193,11 @@ def _finished(path: Path, options: StudyOptions) -> dict[tuple[str, int], dict]:
 
 def _score(run_dir: Path, options: StudyOptions) -> dict[str, Any]:
     """The member's State embedding against the capitals, and its validation RMSPE."""
-    from rossmann_embed.rossmann.inference import load_run
+    from rossmann_embed.rossmann.inference import load_train_run
     from rossmann_embed.rossmann.maps import build_tables, score_states
     from rossmann_embed.tabular.report import run_weights
 
-    run = load_run(run_dir)
+    run = load_train_run(run_dir)
     state = build_tables(run.preprocessor.vocabularies, run_weights(run.models[0]))["State"]
     score = score_states(state, permutations=options.permutations).to_json_dict()
     validation = json.loads((run_dir / "validation.json").read_text())
