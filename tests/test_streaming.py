@@ -210,3 +210,45 @@ def test_streamed_predict_writes_every_row_in_order_or_nothing(tmp_path, monkeyp
     with pytest.raises(InputError, match=rf"line {ROWS - 10 + 2}, column 'x': got 'oops'"):
         predict_table(run, tmp_path / "bad.csv", tmp_path / "q.parquet")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".q", "q"))) == []
+
+
+def test_a_killed_streamed_fit_resumes_and_ends_where_the_whole_run_ends(tmp_path):
+    """SIGKILL as the third epoch starts, then `fit --resume`: the same weights as a run
+    that was never stopped (the epoch's order of row groups and its shuffle are seeded)."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    from rossmann_embed.cli import main
+
+    path = _parquet(_planted(seed=6), tmp_path / "t.parquet")
+    options = ["--table", str(path), "--target", "y", "--drop", "id", "--stream",
+               "--epochs", "4", "--hidden-sizes", "16", "--ensemble-size", "2"]
+    main(["fit", *options, "--out", str(tmp_path / "whole")])
+    killed = tmp_path / "killed"
+    script = textwrap.dedent(f"""
+        import os, signal
+        from rossmann_embed.tabular import streaming
+        from rossmann_embed.cli import main
+
+        iterate = streaming.StreamedBatches.__iter__
+
+        def kill_at_the_third_epoch(self):
+            if self.part == "train" and self.epoch == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return iterate(self)
+
+        streaming.StreamedBatches.__iter__ = kill_at_the_third_epoch
+        main(["fit", *{options!r}, "--out", {str(killed)!r}])
+    """)
+    stopped = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert stopped.returncode == -signal.SIGKILL, stopped.stderr.decode()[-2000:]
+    last = killed / "checkpoints" / "seed-0" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 1
+    main(["fit", *options, "--out", str(killed), "--resume"])
+    expected, got = (torch.load(run / "checkpoints" / "seed-0" / "last.ckpt", weights_only=True)
+                     for run in (tmp_path / "whole", killed))
+    assert got["global_step"] == expected["global_step"]
+    for name, weight in expected["state_dict"].items():
+        torch.testing.assert_close(got["state_dict"][name], weight, msg=name)

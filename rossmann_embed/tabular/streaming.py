@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from rossmann_embed.tabular.data import VALIDATION_BATCH_FACTOR, Batch
 from rossmann_embed.tabular.encoding import EncodedTable, Preprocessor
+from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.tables import arrow_frame
 
 ROW_INDEX = "__row__"  # the row's place in the whole table, for the random split
@@ -188,9 +189,10 @@ class StreamedBatches(IterableDataset):
         self.group_rows = table.rows(part)
         holding = sum(1 for r in self.group_rows if r)
         if holding < world_size and part == "train":
-            raise ValueError(f"{holding} row groups hold training rows, fewer than the "
-                             f"{world_size} processes: write the table with smaller row "
-                             "groups (polars: write_parquet(row_group_size=...))")
+            raise InputError.at(table.paths[0], f"a row group with training rows for each of "
+                                f"the {world_size} processes (there are {holding}): write the "
+                                "table with smaller row groups (polars: "
+                                "write_parquet(row_group_size=...))")
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -218,9 +220,12 @@ class StreamedBatches(IterableDataset):
         batches = max(1, math.ceil((math.ceil(total / self.world_size) + slack)
                                    / self.batch_size))
         if self.part == "train" and total // self.world_size - slack < batches:
-            raise ValueError(f"a process could get {max(0, total // self.world_size - slack)} "
-                             f"training rows for {batches} batches: write the table with "
-                             "smaller row groups (polars: write_parquet(row_group_size=...))")
+            least = max(0, total // self.world_size - slack)
+            raise InputError.at(self.table.paths[0], f"row groups small enough that each of "
+                                f"the {self.world_size} processes gets a row for each of its "
+                                f"{batches} batches (one could get {least}): write the table "
+                                "with smaller row groups (polars: "
+                                "write_parquet(row_group_size=...))")
         return batches
 
     def __iter__(self) -> Iterator[Batch]:
