@@ -15,6 +15,7 @@ import polars as pl
 
 from rossmann_embed.tabular.errors import NUMBER_RULE, InputError
 from rossmann_embed.tabular.streaming import HASH_SCALE, ROW_INDEX
+from rossmann_embed.tabular.tables import bad_number
 
 INFER_ROWS = 100_000  # the first rows, whose types and distinct values decide the roles
 # Training rows the quantiles and bins come from: all of them up to this many, else a seeded
@@ -26,17 +27,6 @@ SAMPLE_ROWS = 1_000_000
 def streamed(lazy: pl.LazyFrame) -> pl.DataFrame:
     """``lazy`` collected by polars' streaming engine (in batches, bounded memory)."""
     return lazy.collect(engine="streaming")
-
-
-def bad_number(column: str, dtype: pl.DataType) -> pl.Expr:
-    """True where a value is given but is no number, or is infinite (``tables.check_numbers``'
-    rule: blank and NaN are missing values, which the scaling fills)."""
-    values = pl.col(column)
-    number = values.cast(pl.Float64, strict=False)
-    given = values.is_not_null()
-    if dtype == pl.String:
-        given = given & (values.str.strip_chars() != "")
-    return (given & number.is_null()) | number.is_infinite()
 
 
 def check_numbers(lazy: pl.LazyFrame, columns: list[str], source: str,

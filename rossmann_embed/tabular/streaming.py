@@ -194,9 +194,6 @@ class StreamedBatches(IterableDataset):
                                 "table with smaller row groups (polars: "
                                 "write_parquet(row_group_size=...))")
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def order(self, epoch: int) -> list[int]:
         """Every row group, in the order of ``epoch``."""
         n = len(self.group_rows)

@@ -82,8 +82,8 @@ def read_table(path: str | Path) -> pl.DataFrame:
 def as_parquet(path: str | Path, directory: str | Path) -> Path:
     """``path`` itself when it is a parquet file; a CSV written as parquet into ``directory``
     by polars' streaming engine (types inferred from every row and dates parsed, as
-    ``read_table``), in row groups of ``rows_per_group``. Memory stays flat in rows."""
-    path = check_table_file(path)
+    ``read_table``), in row groups of ``ROWS_PER_GROUP``. Memory stays flat in rows."""
+    path = source = check_table_file(path)
     if path.suffix.lower() == ".parquet":
         try:
             rows = pq.ParquetFile(path).metadata.num_rows
@@ -100,7 +100,7 @@ def as_parquet(path: str | Path, directory: str | Path) -> Path:
             raise unreadable(path, error) from None
         path = copy
     if rows == 0:
-        raise InputError.at(str(path), "at least one data row (the table is empty)")
+        raise InputError.at(str(source), "at least one data row (the table is empty)")
     return path
 
 
@@ -190,12 +190,22 @@ def check_numbers(frame: pl.DataFrame, columns: list[str], source: str, *,
     the table's row of the frame's first (a chunk of a larger table)."""
     for column in columns:
         values = frame.get_column(column)
-        numbers = as_numbers(values)
-        bad = (given(values) & numbers.is_null()) | numbers.is_infinite()
+        bad = frame.select(bad_number(column, values.dtype)).to_series()
         if bad.any():
             row = int(bad.arg_true()[0])
             raise InputError.at(source, NUMBER_RULE, column=column, value=values[row],
                                 row=offset + row, first_line=first_line)
+
+
+def bad_number(column: str, dtype: pl.DataType) -> pl.Expr:
+    """True where a value is given but is no number, or is infinite: the rule of
+    ``check_numbers`` as an expression, for a frame or a streamed ``LazyFrame``."""
+    values = pl.col(column)
+    number = values.cast(pl.Float64, strict=False)
+    present = values.is_not_null()
+    if dtype == pl.String:
+        present = present & (values.str.strip_chars() != "")
+    return (present & number.is_null()) | number.is_infinite()
 
 
 def missing_numbers(frame: pl.DataFrame, columns: list[str]) -> dict[str, int]:
