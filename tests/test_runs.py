@@ -98,3 +98,12 @@ def test_the_manifest_names_the_kind_and_an_old_run_says_what_to_do(
     assert 'add run.json holding {"kind": "fit", "format": 1}' in err
     (old / "run.json").write_text('{"kind": "fit", "format": 1}')
     assert load_run(old).predict(shop_table(5).drop("sales")).shape == (5,)
+
+
+def test_a_run_path_that_is_missing_says_so(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["predict", "--run", str(tmp_path / "nowhere"), "--table", str(tmp_path / "t.csv"),
+              "--out", str(tmp_path / "p.csv")])
+    assert stopped.value.code == 2
+    assert "expected a run directory (this path is missing)" in capsys.readouterr().err

@@ -37,6 +37,9 @@ def write_manifest(run_dir: str | Path, kind: str) -> Path:
 def run_kind(path: str | Path) -> str:
     """The kind of run ``path`` holds, from its manifest; an ``InputError`` saying what to do
     when there is none (a run of version 0.1) or it is damaged."""
+    if not Path(path).is_dir():
+        what = "missing" if not Path(path).exists() else "a file"
+        raise InputError.at(str(path), f"a run directory (this path is {what})")
     manifest = Path(path) / MANIFEST
     if not manifest.is_file():
         raise InputError.at(str(path), f"a run directory with {MANIFEST} (a run written before "
