@@ -90,6 +90,13 @@ def run_evaluate(args: argparse.Namespace) -> None:
     print(f"\nevaluation.json, daily_sales.png and store_rmspe.png written to {result['out']}")
 
 
+def run_export(args: argparse.Namespace) -> None:
+    from rossmann_embed.runs import export
+
+    path = export(args.run, args.out)
+    print(f"ONNX model written to {path}, its inputs described in {path.with_suffix('.json')}")
+
+
 def run_demo(args: argparse.Namespace) -> None:
     from rossmann_embed.rossmann.studies.demo import demo
 
@@ -165,6 +172,11 @@ PARSERS = {
                        "each value of COLUMN (repeatable)"}),
         (["--table"], {"type": Path, "help": "`fit` runs: the table --label reads (default: "
                        "the training table)"})]),
+    "export": ("a `fit` run as one ONNX model for serving without Python's stack: the table's "
+               "columns in, the prediction out", None, [
+        (["--run"], {"required": True, "help": "run directory written by `fit`"}),
+        (["--out"], {"required": True, "type": Path, "help": "ONNX file to write (.onnx); "
+                     "OUT with .json beside it names each input, its type and meaning"})]),
     "submit": ("Kaggle submission (Id,Sales) from one or more runs", None, [
         RUNS, DATA_DIR, (["--test"], {"type": Path, "help": "file in Kaggle's test layout "
                                       "(default: DATA_DIR/test.csv)"}),

@@ -63,6 +63,21 @@ def predict(run: str | Path, table: str | Path, out: str | Path, *,
     return {**report, "notes": prediction_notes(report)}
 
 
+def export(run: str | Path, out: str | Path) -> Path:
+    """Write a `fit` run as one ONNX model at ``out`` and its inputs' description beside it
+    (``EmbeddingRegressor.export_onnx``)."""
+    if not is_fit_run(run):
+        raise InputError.at(str(run), "a run written by `fit` (a `train` run cannot be "
+                            "exported yet)")
+    from rossmann_embed.tabular.estimator import EmbeddingRegressor
+    from rossmann_embed.tabular.onnx_export import check_model_path
+
+    check_model_path(out)  # before the run loads: a bad --out is found at once
+    columns = Path(run) / "columns.json"
+    target = json.loads(columns.read_text())["target"] if columns.is_file() else None
+    return EmbeddingRegressor.load(run).export_onnx(out, target)
+
+
 def training_data_dir(run: str | Path) -> str:
     """The data directory a `train` run was trained on (its ``config.json``)."""
     config = Path(run) / "config.json"

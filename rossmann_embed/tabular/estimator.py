@@ -475,6 +475,19 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         estimator.training_ = json.loads(training) if training else {}
         return estimator
 
+    def export_onnx(self, path: str | Path, target: str | None = None) -> Path:
+        """Write the fitted model as one ONNX model at ``path`` (``.onnx``): the table's
+        columns in (text, float64 numbers with NaN when missing, dates as days since
+        1970-01-01), the prediction in the target's units out, with the encoding, the
+        scaling, every member and the inverse target transform inside. ``path`` with
+        ``.json`` describes each input. Checked first: onnxruntime must predict as
+        ``predict`` does, or nothing is written (``onnx_export.ExportError``). ``target``
+        names the target in that description. Needs the ``export`` extra."""
+        from rossmann_embed.tabular.onnx_export import export_estimator
+
+        check_is_fitted(self, "run_")
+        return export_estimator(self, path, target)
+
     # ---- helpers -------------------------------------------------------------------------------
 
     def check_params(self) -> NetworkConfig:

@@ -192,7 +192,7 @@ class EntityEmbeddingRegressor(LightningModule):
 
     def _dot_and_biases(self, categorical: torch.Tensor, embedded: torch.Tensor) -> torch.Tensor:
         names = list(self.embeddings)
-        out = self.global_bias.expand(len(categorical))
+        out = self.global_bias  # broadcast by the first pair's [rows]
         for a, b in self._pairs:
             (a0, a1), (b0, b1) = self._slices[names[a]], self._slices[names[b]]
             out = out + (embedded[:, a0:a1] * embedded[:, b0:b1]).sum(dim=1)

@@ -1,0 +1,207 @@
+"""ONNX export of `fit` runs: the graph's parts against the package's own code, and
+onnxruntime's predictions against `predict` on every table of the table suite, on a table of
+one's own with unknown categories, blanks and values beyond the training range, and through
+the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from scipy.special import ndtri
+
+from rossmann_embed.tabular.columns import DATE_PARTS
+from rossmann_embed.tabular.encoding import ColumnSpec, Preprocessor
+from rossmann_embed.tabular.estimator import EmbeddingRegressor
+from rossmann_embed.tabular.onnx_export import (
+    OUTPUT,
+    ContinuousScaling,
+    ExportError,
+    calendar_parts,
+    normal_quantile,
+    onnx_feed,
+    read_inputs,
+)
+from tests.conftest import shop_table
+from tests.test_table_suite import suite
+
+onnxruntime = pytest.importorskip("onnxruntime", reason="the `export` extra is not installed")
+RTOL = 1e-5  # the issue's bar: onnxruntime equals `predict` within 1e-5, relative
+
+
+def served(model: Path, frame: pl.DataFrame) -> np.ndarray:
+    """onnxruntime's predictions for ``frame``, fed as the inputs' JSON describes."""
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    inputs = read_inputs(model.with_suffix(".json"))
+    return session.run([OUTPUT], onnx_feed(frame, inputs))[0]
+
+
+def predicted(estimator: EmbeddingRegressor, frame: pl.DataFrame) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # filled values are the point of some rows
+        return estimator.predict(frame)
+
+
+def assert_parity(actual: np.ndarray, expected: np.ndarray) -> None:
+    scale = 1e-3 * float(np.max(np.abs(expected)))  # near-zero predictions: relative to it
+    error = np.abs(actual - expected) / np.maximum(np.abs(expected), scale)
+    assert float(error.max()) <= RTOL, f"largest relative difference {error.max():.2e}"
+
+
+# --- the graph's parts ----------------------------------------------------------------------
+
+
+def test_calendar_parts_equal_polars_on_every_day_of_two_centuries() -> None:
+    days = pl.date_range(pl.date(1899, 12, 20), pl.date(2101, 1, 10), eager=True)
+    expanded = pl.DataFrame({"d": days}).select(
+        expression(pl.col("d")).alias(part) for part, (_, expression) in DATE_PARTS.items())
+    number = days.cast(pl.Int32).cast(pl.Float64).to_numpy()
+    for offset in (0.0, 0.75):  # a time of day: the date is the day's floor
+        parts = calendar_parts(torch.from_numpy(number + offset))
+        for part in DATE_PARTS:
+            np.testing.assert_array_equal(parts[part].numpy(), expanded[part].to_numpy(),
+                                          err_msg=part)
+    missing = calendar_parts(torch.tensor([np.nan, np.inf], dtype=torch.float64))
+    assert all(torch.isnan(v).all() for v in missing.values())
+
+
+def test_normal_quantile_matches_scipy() -> None:
+    p = np.concatenate([np.geomspace(1e-7, 0.5, 400), 1 - np.geomspace(1e-7, 0.5, 400)])
+    approximation = normal_quantile(torch.from_numpy(p)).numpy()
+    np.testing.assert_allclose(approximation, ndtri(p), rtol=2e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("scaling", ["quantile", "standard"])
+def test_continuous_scaling_equals_the_preprocessor(scaling: str) -> None:
+    rng = np.random.default_rng(0)
+    train = pl.DataFrame({
+        "skewed": rng.lognormal(size=5000),
+        "ties": rng.integers(0, 4, 5000).astype(float),  # repeated quantiles
+        "few": np.resize(rng.normal(size=12), 5000),
+        "one value": np.full(5000, 3.0),
+    })
+    preprocessor = Preprocessor(ColumnSpec({}, train.columns), scaling=scaling).fit(train)
+    probe = np.concatenate([train.to_numpy()[:500], rng.normal(scale=20, size=(300, 4)),
+                            np.array([[np.nan] * 4, [np.inf] * 4, [0, 1, 2, 3.0]])])
+    expected = np.stack([preprocessor.scale(probe[:, j], c)
+                         for j, c in enumerate(train.columns)], 1)
+    actual = ContinuousScaling(preprocessor)(torch.from_numpy(probe)).numpy()
+    np.testing.assert_allclose(actual, expected, rtol=1e-8, atol=1e-8)
+
+
+# --- parity on real tables ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def catalog() -> tuple[Path, dict]:
+    path = suite.default_data_dir()
+    if not (path / "tables.json").is_file():
+        pytest.skip(f"public tables not found at {path} (set TABLES_DATA)")
+    return path, suite.load_catalog(path)
+
+
+@pytest.mark.parametrize("name", ["Bundesliga", "BudgetFood", "Computers", "SLID", "movies",
+                                  "rwm5yr", "Vocab", "VietNamI", "Snmesp"])
+def test_onnxruntime_predicts_as_predict_on_every_suite_table(catalog, name, tmp_path,
+                                                              one_thread) -> None:
+    path, specs = catalog
+    table = suite.load_table(path, name, specs[name])
+    task = suite.make_task(table)
+    estimator = EmbeddingRegressor(epochs=1, time_column=table.time_column)
+    estimator.fit(task.X_train, task.y_train)
+    model = estimator.export_onnx(tmp_path / f"{name}.onnx", target=table.target)
+    assert_parity(served(model, task.X_test), predicted(estimator, task.X_test))
+
+
+# --- a table of one's own -------------------------------------------------------------------
+
+
+def own_table(rows: int, seed: int) -> pl.DataFrame:
+    """``shop_table`` with a column name CSVs allow and torch does not, a flag and blanks."""
+    frame = shop_table(rows, seed).rename({"shop_name": "Filiale Nr."})
+    rng = np.random.default_rng(seed)
+    return frame.with_columns(open=pl.Series(rng.random(rows) < 0.8),
+                              x=pl.when(pl.Series(rng.random(rows) < 0.05)).then(None)
+                              .otherwise(pl.col("x")))
+
+
+@pytest.mark.parametrize("settings", [
+    {},
+    {"continuous_scaling": "standard", "numerical_embedding": "periodic",
+     "target_transform": "log", "seeds": 2},
+    {"numerical_embedding": "none", "batch_norm": True, "target_transform": "none",
+     "categorical": ["shop"], "embedding_sizes": {"shop": 4, "kind": 4},
+     "factorization": [("shop", "kind")]},
+])
+def test_unknowns_blanks_and_values_beyond_the_range_predict_alike(settings, tmp_path,
+                                                                    one_thread) -> None:
+    train = own_table(2000, 0)
+    estimator = EmbeddingRegressor(epochs=1, **settings)
+    estimator.fit(train.drop("sales"), train.get_column("sales"))
+    model = estimator.export_onnx(tmp_path / "own.onnx")
+    later = own_table(600, 1).drop("sales").with_columns(
+        shop=pl.col("shop") + 10,  # a third of the shops never seen
+        kind=pl.when(pl.col("shop") % 5 == 0).then(pl.lit("new")).otherwise(pl.col("kind")),
+        x=pl.col("x") * 4,  # beyond the training range
+        day=pl.col("day").dt.offset_by("3y"),  # later years
+    )
+    later = later.with_columns(pl.when(pl.col("shop") % 7 == 0).then(None)
+                               .otherwise(pl.col(c)).alias(c) for c in later.columns)
+    assert_parity(served(model, later), predicted(estimator, later))
+    described = json.loads(model.with_suffix(".json").read_text())
+    assert sorted(i["name"] for i in described["inputs"]) == sorted(estimator.feature_names_in_)
+    assert {i["name"]: i["type"] for i in described["inputs"]}["Filiale Nr."] == "string"
+
+
+def test_a_model_that_would_predict_differently_is_not_written(tmp_path, monkeypatch,
+                                                                one_thread) -> None:
+    from rossmann_embed.tabular import onnx_export
+
+    train = own_table(500, 0)
+    estimator = EmbeddingRegressor(epochs=1, hidden_sizes=(16,)).fit(
+        train.drop("sales"), train.get_column("sales"))
+    monkeypatch.setattr(onnx_export, "PARITY_RTOL", -1.0)  # no model can pass
+    with pytest.raises(ExportError, match="predicts differently"):
+        estimator.export_onnx(tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rossmann_embed.cli", *args], cwd=cwd,
+                          capture_output=True, text=True)
+
+
+def test_export_command_writes_the_model_and_its_inputs(tmp_path) -> None:
+    own_table(800, 0).write_csv(tmp_path / "shops.csv")
+    fit = cli("fit", "--table", "shops.csv", "--target", "sales", "--out", "run", "--epochs",
+              "1", "--hidden-sizes", "32", cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr
+    done = cli("export", "--run", "run", "--out", "model.onnx", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    described = json.loads((tmp_path / "model.json").read_text())
+    assert described["output"]["meaning"].startswith("the prediction of 'sales'")
+    rows = pl.read_csv(tmp_path / "shops.csv", try_parse_dates=True).drop("sales")
+    expected = predicted(EmbeddingRegressor.load(tmp_path / "run"), rows)
+    assert_parity(served(tmp_path / "model.onnx", rows), expected)
+    for out in ("model.onnyx", "model"):
+        done = cli("export", "--run", "run", "--out", out, cwd=tmp_path)
+        assert done.returncode == 2 and "ending in .onnx" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_export_of_a_train_run_says_it_cannot(tmp_path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text('{"kind": "train", "format": 2}')
+    done = cli("export", "--run", "run", "--out", "m.onnx", cwd=tmp_path)
+    assert done.returncode == 2 and "a run written by `fit`" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
