@@ -1,7 +1,7 @@
 """Measure speed and accuracy on a Rossmann folder; write one JSON file.
 
     python scripts/benchmark.py --data-dir ../shared/data/rossmann --out bench.json \
-        [--only data|train|lightgbm]
+        [--only data|train|lightgbm|export]
 
 Stages (each adds keys to the same JSON; keys of stages not run are kept from the file):
   data   rows_train, rows_test, rows_model, features_seconds (read + validate + features)
@@ -11,6 +11,12 @@ Stages (each adds keys to the same JSON; keys of stages not run are kept from th
          of the same run on the same split: LightGBM at full strength (boosting.py), with
          lightgbm_val_rmspe, lightgbm_seconds, lightgbm_rounds (picked by early stopping)
   lightgbm  that baseline alone, on the same split (a part of the train stage)
+  export  serving speed, under "export": a `fit` run on train.csv with store.csv's columns
+          (one epoch: the speed does not depend on the accuracy), exported to ONNX; for
+          onnxruntime and for EmbeddingRegressor.predict on the same rows, one row's median
+          latency (latency_ms) and rows a second at batch 10,000 (rows_per_second), with
+          the export's seconds, the model's size and the largest relative difference
+          between the two (run by --only export; not part of a run without --only)
 
 With --compare-plain, the train stage also trains the network of the earlier recipe (one
 plain MLP of 1000 and 500 units, continuous columns as one number each: PLAIN_MLP) on the
@@ -39,6 +45,7 @@ from rossmann_embed.tabular.metrics import rmspe
 from rossmann_embed.tabular.model import training_flops_per_batch
 
 DEFAULT_DATA = os.environ.get("ROSSMANN_DATA", "../shared/data/rossmann")
+EXPORT_BATCH = 10_000  # rows a call in the export stage's throughput
 PLAIN_MLP = {"hidden_sizes": [1000, 500], "dropout": [0.0, 0.0], "ensemble_size": 1,
              "numerical_embedding": "none"}
 
@@ -144,6 +151,47 @@ def bench_lightgbm(train: pl.DataFrame, val: pl.DataFrame) -> dict:
     }
 
 
+def bench_export(data_dir: str, run_dir: Path) -> dict:
+    """Serving speed of an exported `fit` run against ``predict`` (the module's docstring)."""
+    import onnxruntime
+
+    from rossmann_embed.tabular.estimator import EmbeddingRegressor
+    from rossmann_embed.tabular.onnx_export import OUTPUT, onnx_feed, read_inputs
+
+    stores = pl.read_csv(Path(data_dir) / "store.csv")
+    sales = pl.read_csv(Path(data_dir) / "train.csv", try_parse_dates=True,
+                        schema_overrides={"StateHoliday": pl.String})
+    table = (sales.filter((pl.col("Open") == 1) & (pl.col("Sales") > 0))
+             .drop("Customers", "Open").join(stores, on="Store"))
+    estimator = EmbeddingRegressor(epochs=1, time_column="Date", out=str(run_dir / "fit"))
+    estimator.fit(table.drop("Sales"), table.get_column("Sales"))
+    start = time.perf_counter()
+    model = estimator.export_onnx(run_dir / "model.onnx", target="Sales")
+    export_seconds = time.perf_counter() - start
+    rows = table.drop("Sales").sample(EXPORT_BATCH, seed=0)
+    feed = onnx_feed(rows, read_inputs(model.with_suffix(".json")))
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+
+    def served(start: int, stop: int) -> np.ndarray:
+        return session.run([OUTPUT], {k: v[start:stop] for k, v in feed.items()})[0]
+
+    def predicted(start: int, stop: int) -> np.ndarray:
+        return estimator.predict(rows[start:stop])
+
+    difference = np.abs(served(0, EXPORT_BATCH) - predicted(0, EXPORT_BATCH))
+    result = {"export_seconds": round(export_seconds, 1), "rows": table.height,
+              "model_mb": round(model.stat().st_size / 2**20, 2),
+              "max_relative_difference": float(
+                  (difference / np.abs(predicted(0, EXPORT_BATCH))).max())}
+    for name, run, repeats in (("onnxruntime", served, 2000), ("predict", predicted, 200)):
+        one_row = [_timed(lambda i=i, run=run: run(i % EXPORT_BATCH, i % EXPORT_BATCH + 1))
+                   for i in range(repeats)]
+        batch = [_timed(lambda run=run: run(0, EXPORT_BATCH)) for _ in range(5)]
+        result[name] = {"latency_ms": round(1000 * float(np.median(one_row)), 3),
+                        "rows_per_second": round(EXPORT_BATCH / float(np.median(batch)))}
+    return result
+
+
 def _timed(function) -> float:
     start = time.perf_counter()
     function()
@@ -154,7 +202,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    parser.add_argument("--only", choices=["data", "train", "lightgbm"], help="run one stage")
+    parser.add_argument("--only", choices=["data", "train", "lightgbm", "export"],
+                        help="run one stage")
     parser.add_argument("--run-dir", type=Path, help="where the train stage writes its run")
     parser.add_argument("--compare-plain", action="store_true",
                         help="also train the earlier recipe's plain MLP (plain_* keys)")
@@ -170,6 +219,10 @@ def main() -> None:
 
         train, val, _, _ = prepare(TrainConfig(data_dir=args.data_dir, out=""))
         result.update(bench_lightgbm(train, val))
+        write_json(args.out, result)
+    if args.only == "export":
+        run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="rossmann-bench-"))
+        result["export"] = bench_export(args.data_dir, run_dir)
         write_json(args.out, result)
     if args.only in (None, "train"):
         run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="rossmann-bench-"))

@@ -6,8 +6,6 @@ the command line."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 import torch
 from scipy.special import ndtri
 
+from rossmann_embed.cli import main
 from rossmann_embed.tabular.columns import DATE_PARTS
 from rossmann_embed.tabular.encoding import ColumnSpec, Preprocessor
 from rossmann_embed.tabular.estimator import EmbeddingRegressor
@@ -132,76 +131,92 @@ def own_table(rows: int, seed: int) -> pl.DataFrame:
                               .otherwise(pl.col("x")))
 
 
-@pytest.mark.parametrize("settings", [
-    {},
-    {"continuous_scaling": "standard", "numerical_embedding": "periodic",
-     "target_transform": "log", "seeds": 2},
-    {"numerical_embedding": "none", "batch_norm": True, "target_transform": "none",
-     "categorical": ["shop"], "embedding_sizes": {"shop": 4, "kind": 4},
-     "factorization": [("shop", "kind")]},
-])
-def test_unknowns_blanks_and_values_beyond_the_range_predict_alike(settings, tmp_path,
-                                                                    one_thread) -> None:
-    train = own_table(2000, 0)
-    estimator = EmbeddingRegressor(epochs=1, **settings)
-    estimator.fit(train.drop("sales"), train.get_column("sales"))
-    model = estimator.export_onnx(tmp_path / "own.onnx")
+def later_rows() -> pl.DataFrame:
+    """Rows after training: shops and kinds never seen, numbers and dates beyond the
+    training range, and blanks in every column."""
     later = own_table(600, 1).drop("sales").with_columns(
         shop=pl.col("shop") + 10,  # a third of the shops never seen
         kind=pl.when(pl.col("shop") % 5 == 0).then(pl.lit("new")).otherwise(pl.col("kind")),
         x=pl.col("x") * 4,  # beyond the training range
         day=pl.col("day").dt.offset_by("3y"),  # later years
     )
-    later = later.with_columns(pl.when(pl.col("shop") % 7 == 0).then(None)
-                               .otherwise(pl.col(c)).alias(c) for c in later.columns)
-    assert_parity(served(model, later), predicted(estimator, later))
-    described = json.loads(model.with_suffix(".json").read_text())
-    assert sorted(i["name"] for i in described["inputs"]) == sorted(estimator.feature_names_in_)
+    return later.with_columns(pl.when(pl.col("shop") % 7 == 0).then(None)
+                              .otherwise(pl.col(c)).alias(c) for c in later.columns)
+
+
+@pytest.fixture(scope="module")
+def own_run(tmp_path_factory) -> Path:
+    """A `fit` run with the defaults on ``own_table``, as `fit` leaves it on disk."""
+    run = tmp_path_factory.mktemp("own") / "run"
+    train = own_table(2000, 0)
+    EmbeddingRegressor(epochs=1, out=str(run)).fit(train.drop("sales"),
+                                                   train.get_column("sales")).save(run)
+    return run
+
+
+@pytest.fixture(scope="module")
+def own_model(own_run, tmp_path_factory) -> Path:
+    """``own_run`` exported by the command."""
+    out = tmp_path_factory.mktemp("exported") / "model.onnx"
+    main(["export", "--run", str(own_run), "--out", str(out)])
+    return out
+
+
+def test_export_command_serves_unknowns_blanks_and_values_beyond_the_range(
+        own_run, own_model) -> None:
+    later = later_rows()
+    assert_parity(served(own_model, later), predicted(EmbeddingRegressor.load(own_run), later))
+    described = json.loads(own_model.with_suffix(".json").read_text())
+    assert described["model"] == "model.onnx"
+    assert sorted(i["name"] for i in described["inputs"]) == sorted(later.columns)
     assert {i["name"]: i["type"] for i in described["inputs"]}["Filiale Nr."] == "string"
 
 
-def test_a_model_that_would_predict_differently_is_not_written(tmp_path, monkeypatch,
-                                                                one_thread) -> None:
+@pytest.mark.parametrize("settings", [
+    {"continuous_scaling": "standard", "numerical_embedding": "periodic",
+     "target_transform": "log", "seeds": 2},
+    {"numerical_embedding": "none", "batch_norm": True, "target_transform": "none",
+     "categorical": ["shop"], "embedding_sizes": {"shop": 4, "kind": 4},
+     "factorization": [("shop", "kind")]},
+])
+def test_other_network_settings_predict_alike(settings, tmp_path, one_thread) -> None:
+    train = own_table(2000, 0)
+    estimator = EmbeddingRegressor(epochs=1, **settings)
+    estimator.fit(train.drop("sales"), train.get_column("sales"))
+    model = estimator.export_onnx(tmp_path / "own.onnx")
+    assert_parity(served(model, later_rows()), predicted(estimator, later_rows()))
+
+
+def test_a_model_that_would_predict_differently_is_not_written(own_run, own_model, tmp_path,
+                                                                monkeypatch) -> None:
+    import onnx
+
     from rossmann_embed.tabular import onnx_export
 
-    train = own_table(500, 0)
-    estimator = EmbeddingRegressor(epochs=1, hidden_sizes=(16,)).fit(
-        train.drop("sales"), train.get_column("sales"))
-    monkeypatch.setattr(onnx_export, "PARITY_RTOL", -1.0)  # no model can pass
+    model = onnx.load(own_model)
+    last = model.graph.node[-1]  # the same model 0.1% off: its output times 1.001
+    last.output[0] = "unscaled"
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(1.001), "factor"))
+    model.graph.node.append(onnx.helper.make_node("Mul", ["unscaled", "factor"], [OUTPUT]))
+    monkeypatch.setattr(onnx_export, "onnx_model", lambda *args: model)
     with pytest.raises(ExportError, match="predicts differently"):
-        estimator.export_onnx(tmp_path / "m.onnx")
+        EmbeddingRegressor.load(own_run).export_onnx(tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
 
 
 # --- the command ----------------------------------------------------------------------------
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rossmann_embed.cli", *args], cwd=cwd,
-                          capture_output=True, text=True)
-
-
-def test_export_command_writes_the_model_and_its_inputs(tmp_path) -> None:
-    own_table(800, 0).write_csv(tmp_path / "shops.csv")
-    fit = cli("fit", "--table", "shops.csv", "--target", "sales", "--out", "run", "--epochs",
-              "1", "--hidden-sizes", "32", cwd=tmp_path)
-    assert fit.returncode == 0, fit.stderr
-    done = cli("export", "--run", "run", "--out", "model.onnx", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    described = json.loads((tmp_path / "model.json").read_text())
-    assert described["output"]["meaning"].startswith("the prediction of 'sales'")
-    rows = pl.read_csv(tmp_path / "shops.csv", try_parse_dates=True).drop("sales")
-    expected = predicted(EmbeddingRegressor.load(tmp_path / "run"), rows)
-    assert_parity(served(tmp_path / "model.onnx", rows), expected)
-    for out in ("model.onnyx", "model"):
-        done = cli("export", "--run", "run", "--out", out, cwd=tmp_path)
-        assert done.returncode == 2 and "ending in .onnx" in done.stderr
-        assert len(done.stderr.strip().splitlines()) == 1
-
-
-def test_export_of_a_train_run_says_it_cannot(tmp_path) -> None:
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "run.json").write_text('{"kind": "train", "format": 2}')
-    done = cli("export", "--run", "run", "--out", "m.onnx", cwd=tmp_path)
-    assert done.returncode == 2 and "a run written by `fit`" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+def test_export_names_a_bad_out_and_a_train_run(own_run, tmp_path, capsys) -> None:
+    for out in ("model.onnyx", "model", str(tmp_path)):
+        with pytest.raises(SystemExit) as exit_status:
+            main(["export", "--run", str(own_run), "--out", out])
+        assert exit_status.value.code == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    train_run = tmp_path / "train-run"
+    train_run.mkdir()
+    (train_run / "run.json").write_text('{"kind": "train", "format": 2}')
+    with pytest.raises(SystemExit) as exit_status:
+        main(["export", "--run", str(train_run), "--out", "m.onnx"])
+    assert exit_status.value.code == 2
+    assert "a run written by `fit`" in capsys.readouterr().err
