@@ -167,9 +167,9 @@ FIGURE = re.compile(r"!\[[^\]]*\]\((?P<path>[^)]+\.png)\)", re.S)
 MAX_FIGURE_BYTES = 300_000
 
 
-def test_figures_are_small_used_and_name_their_commit() -> None:
+def test_figures_are_small_used_and_name_their_command() -> None:
     """Every figure under docs/images is at most 300 KB and shown on a page, and every figure
-    a page shows has a caption (the lines after it) naming the commit that drew it."""
+    a page shows has a caption (the lines after it) naming the command that drew it."""
     shown = set()
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
@@ -178,9 +178,23 @@ def test_figures_are_small_used_and_name_their_commit() -> None:
             assert target.is_file(), f"{page.relative_to(ROOT)}: {match['path']} not found"
             shown.add(target)
             caption = text[match.end():match.end() + 800]
-            assert "commit" in caption, (
-                f"{page.relative_to(ROOT)}: the caption of {match['path']} names no commit")
+            assert re.search(r"`(rossmann-embed|python) [^`]+`", caption), (
+                f"{page.relative_to(ROOT)}: the caption of {match['path']} names no command")
     for image in sorted((DOCS / "images").glob("*.png")):
         assert image.stat().st_size <= MAX_FIGURE_BYTES, f"{image.name} is over 300 KB"
         assert image.resolve() in shown, f"{image.name} is on no page"
 
+
+HASH = re.compile(r"`[0-9a-f]{7,40}`|\bcommits? [0-9a-f]{7,40}\b")
+MACHINE_PATH = re.compile(r"(?<![\w.])/(tmp|work|home|root|Users)/")
+
+
+def test_the_readme_index_and_guides_hold_no_commit_hash_or_machine_path() -> None:
+    """History and where a run happened belong in the decisions page; a reader's page gives
+    today's result and the command that reproduces it."""
+    pages = [ROOT / "README.md", DOCS / "index.md", *sorted((DOCS / "guides").glob("*.md"))]
+    found = [f"{page.relative_to(ROOT)}:{number}: {line.strip()}"
+             for page in pages
+             for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1)
+             if HASH.search(line) or MACHINE_PATH.search(line)]
+    assert not found, "\n".join(found)
