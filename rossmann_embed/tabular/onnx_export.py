@@ -303,11 +303,10 @@ def normal_quantile(p: torch.Tensor) -> torch.Tensor:
 
 
 def polynomial(coefficients: tuple[float, ...], x: torch.Tensor) -> torch.Tensor:
-    """Horner's rule, highest power first."""
-    result = torch.zeros_like(x) + f64(coefficients[0])
-    for c in coefficients[1:]:
-        result = result * x + f64(c)
-    return result
+    """The polynomial of ``coefficients`` (highest power first) at ``x``, as one product of
+    ``x``'s powers with them: a handful of operations to trace, not two a coefficient."""
+    exponents = f64([float(len(coefficients) - 1 - k) for k in range(len(coefficients))])
+    return (x.unsqueeze(-1) ** exponents) @ f64(list(coefficients))
 
 
 def calendar_parts(days: torch.Tensor) -> dict[str, torch.Tensor]:
