@@ -32,7 +32,8 @@ from tests.conftest import shop_table
 from tests.test_table_suite import suite
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="the `export` extra is not installed")
-RTOL = 1e-5  # the bar: onnxruntime equals `predict` within 1e-5, relative
+RTOL = 1e-6  # `export` refuses above 1e-5; the graph rounds where `predict` does, so the two
+# agree to about 1e-15, but for a float32 rounding that may fall either way
 
 
 def served(model: Path, frame: pl.DataFrame) -> np.ndarray:
@@ -74,7 +75,7 @@ def test_calendar_parts_equal_polars_on_every_day_of_two_centuries() -> None:
 def test_normal_quantile_matches_scipy() -> None:
     p = np.concatenate([np.geomspace(1e-7, 0.5, 400), 1 - np.geomspace(1e-7, 0.5, 400)])
     approximation = normal_quantile(torch.from_numpy(p)).numpy()
-    np.testing.assert_allclose(approximation, ndtri(p), rtol=2e-9, atol=1e-12)
+    np.testing.assert_allclose(approximation, ndtri(p), rtol=1e-14, atol=1e-15)
 
 
 @pytest.mark.parametrize("scaling", ["quantile", "standard"])
@@ -92,7 +93,7 @@ def test_continuous_scaling_equals_the_preprocessor(scaling: str) -> None:
     expected = np.stack([preprocessor.scale(probe[:, j], c)
                          for j, c in enumerate(train.columns)], 1)
     actual = ContinuousScaling(preprocessor)(torch.from_numpy(probe)).numpy()
-    np.testing.assert_allclose(actual, expected, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-12)
 
 
 # --- parity on real tables ------------------------------------------------------------------

@@ -18,6 +18,7 @@ the model names each input, its type and its meaning.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import warnings
@@ -165,7 +166,13 @@ class ServingModule(nn.Module):
     def __init__(self, models: list[EntityEmbeddingRegressor], preprocessor: Preprocessor,
                  roles: ColumnRoles) -> None:
         super().__init__()
-        self.members = nn.ModuleList(models)
+        # Copies, so that exporting changes nothing of the run. Each member's output bounds
+        # are applied here, as float64 constants: the exporter writes Python floats as float32.
+        self.members = nn.ModuleList(copy.deepcopy(m) for m in models)
+        self.bounds = []
+        for member in self.members:
+            self.bounds.append(member.hparams.y_range)
+            member.hparams.y_range = None
         self.roles, self.transform = roles, preprocessor.spec.target_transform
         inputs = {i.name: i for i in serving_inputs(roles, preprocessor)}
         self.code_columns = [c for c in preprocessor.vocabularies if c in inputs]
@@ -196,10 +203,23 @@ class ServingModule(nn.Module):
             if self.categorical else torch.zeros(rows, 0, dtype=torch.int64)
         continuous = self.scaling(torch.stack([numbers[c] for c in self.continuous], 1)) \
             if self.continuous else torch.zeros(rows, 0, dtype=torch.float64)
-        mean = torch.stack([m(categorical, continuous) for m in self.members]).mean(0)
+        # Rounded to float32 where `predict` rounds: its encoding and each member's output.
+        continuous = continuous.float().double()
+        mean = torch.stack([
+            bounded(m.forward_members(categorical, continuous), bounds).mean(1).float().double()
+            for m, bounds in zip(self.members, self.bounds, strict=True)]).mean(0)
         if self.transform == "log":
             return torch.exp(mean)
         return torch.expm1(mean) if self.transform == "log1p" else mean
+
+
+def bounded(out: torch.Tensor, bounds: list[float] | None) -> torch.Tensor:
+    """The model's output range, ``low + (high - low) * sigmoid(out)``, as the model applies
+    it: to each TabM member's output, before their mean."""
+    if bounds is None:
+        return out
+    low, high = bounds
+    return f64(low) + f64(high - low) * torch.sigmoid(out)
 
 
 class ContinuousScaling(nn.Module):
@@ -278,34 +298,38 @@ def vocabulary_codes(values: torch.Tensor, vocabulary: torch.Tensor) -> torch.Te
     return ((values.unsqueeze(1) == vocabulary) * index).sum(1).to(torch.int64)
 
 
-# Acklam's rational approximation of the normal quantile (relative error below 1.2e-9):
-# ONNX has no inverse error function.
-ACKLAM_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
-            1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
-ACKLAM_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
-            6.680131188771972e01, -1.328068155288572e01, 1.0)
-ACKLAM_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
-            -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
-ACKLAM_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00,
-            3.754408661907416e00, 1.0)
-ACKLAM_TAIL = 0.02425
+# Wichura's algorithm AS 241 (PPND16), relative error about 1e-16: ONNX has no inverse error
+# function. Coefficients lowest power first; the tail's third region (p below 1e-11) is never
+# reached, since levels are clamped to [NORMAL_BOUND, 1 - NORMAL_BOUND].
+AS241_A = (3.3871328727963666080, 133.14166789178437745, 1971.5909503065514427,
+           13731.693765509461125, 45921.953931549871457, 67265.770927008700853,
+           33430.575583588128105, 2509.0809287301226727)
+AS241_B = (1.0, 42.313330701600911252, 687.18700749205790830, 5394.1960214247511077,
+           21213.794301586595867, 39307.895800092710610, 28729.085735721942674,
+           5226.4952788528545610)
+AS241_C = (1.42343711074968357734, 4.63033784615654529590, 5.76949722146069140550,
+           3.64784832476320460504, 1.27045825245236838258, 0.241780725177450611770,
+           0.0227238449892691845833, 7.74545014278341407640e-4)
+AS241_D = (1.0, 2.05319162663775882187, 1.67638483018380384940, 0.689767334985100004550,
+           0.148103976427480074590, 0.0151986665636164571966, 5.47593808499534494600e-4,
+           1.05075007164441684324e-9)
 
 
 def normal_quantile(p: torch.Tensor) -> torch.Tensor:
-    """The standard normal's quantile of ``p`` in (0, 1) (``scipy.special.ndtri``)."""
+    """The standard normal's quantile of ``p`` in [1e-11, 1 - 1e-11]
+    (``scipy.special.ndtri``)."""
     q = p - 0.5
-    r = q * q
-    central = q * polynomial(ACKLAM_A, r) / polynomial(ACKLAM_B, r)
-    tail = torch.sqrt(-2 * torch.log(torch.minimum(p, 1 - p)))
-    tail = polynomial(ACKLAM_C, tail) / polynomial(ACKLAM_D, tail)
-    return torch.where(p < f64(ACKLAM_TAIL), tail,
-                       torch.where(p > f64(1 - ACKLAM_TAIL), -tail, central))
+    r = f64(0.180625) - q * q
+    central = q * polynomial(AS241_A, r) / polynomial(AS241_B, r)
+    t = torch.sqrt(-torch.log(torch.minimum(p, 1 - p))) - f64(1.6)
+    tail = polynomial(AS241_C, t) / polynomial(AS241_D, t)
+    return torch.where(q.abs() <= f64(0.425), central, torch.where(q < 0, -tail, tail))
 
 
 def polynomial(coefficients: tuple[float, ...], x: torch.Tensor) -> torch.Tensor:
-    """The polynomial of ``coefficients`` (highest power first) at ``x``, as one product of
+    """The polynomial of ``coefficients`` (lowest power first) at ``x``, as one product of
     ``x``'s powers with them: a handful of operations to trace, not two a coefficient."""
-    exponents = f64([float(len(coefficients) - 1 - k) for k in range(len(coefficients))])
+    exponents = f64([float(k) for k in range(len(coefficients))])
     return (x.unsqueeze(-1) ** exponents) @ f64(list(coefficients))
 
 
