@@ -1,4 +1,4 @@
-"""A table of one's own, fitted, exported to ONNX, and served by onnxruntime alone.
+"""A table of one's own, fitted, exported to ONNX, and predicted by onnxruntime.
 
     python examples/export_onnx.py [--table TABLE.csv --target COLUMN] [--out DIR]
 
@@ -47,10 +47,11 @@ def main() -> None:
     model = estimator.export_onnx(args.out / "model.onnx", target=args.target)
     print(f"exported to {model} in {time.perf_counter() - start:.0f} s")
 
-    # Serving: onnxruntime and the inputs' JSON; the feed is numpy arrays, one per column.
+    # Serving: onnxruntime and the inputs' JSON; the feed is numpy arrays, one per column
+    # (onnx_feed builds them from a polars frame; a service builds them as the JSON says).
     session = onnxruntime.InferenceSession(str(model))
     feed = onnx_feed(later.drop(args.target), read_inputs(model.with_suffix(".json")))
-    (served,) = session.run(["prediction"], feed)
+    (served,) = session.run(None, feed)
     predicted = estimator.predict(later.drop(args.target))
     print(pl.DataFrame({"onnxruntime": served[:5], "predict": predicted[:5],
                         "actual": later.get_column(args.target)[:5]}))

@@ -156,7 +156,7 @@ def bench_export(data_dir: str, run_dir: Path) -> dict:
     import onnxruntime
 
     from rossmann_embed.tabular.estimator import EmbeddingRegressor
-    from rossmann_embed.tabular.onnx_export import OUTPUT, onnx_feed, read_inputs
+    from rossmann_embed.tabular.onnx_export import onnx_feed, read_inputs
 
     stores = pl.read_csv(Path(data_dir) / "store.csv")
     sales = pl.read_csv(Path(data_dir) / "train.csv", try_parse_dates=True,
@@ -173,7 +173,7 @@ def bench_export(data_dir: str, run_dir: Path) -> dict:
     session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
 
     def served(start: int, stop: int) -> np.ndarray:
-        return session.run([OUTPUT], {k: v[start:stop] for k, v in feed.items()})[0]
+        return session.run(None, {k: v[start:stop] for k, v in feed.items()})[0]
 
     def predicted(start: int, stop: int) -> np.ndarray:
         return estimator.predict(rows[start:stop])

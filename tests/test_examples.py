@@ -1,4 +1,4 @@
-"""Every script under examples/ runs to the end on the shared data and draws its figure."""
+"""The scripts under examples/ run to the end on the shared data and draw their figures."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ def served(model: Path, frame: pl.DataFrame) -> np.ndarray:
     """onnxruntime's predictions for ``frame``, fed as the inputs' JSON describes."""
     session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     inputs = read_inputs(model.with_suffix(".json"))
-    return session.run([OUTPUT], onnx_feed(frame, inputs))[0]
+    return session.run(None, onnx_feed(frame, inputs))[0]
 
 
 def predicted(estimator: EmbeddingRegressor, frame: pl.DataFrame) -> np.ndarray:
@@ -208,7 +208,8 @@ def test_a_model_that_would_predict_differently_is_not_written(own_run, own_mode
 
 
 def test_export_names_a_bad_out_and_a_train_run(own_run, tmp_path, capsys) -> None:
-    for out in ("model.onnyx", "model", str(tmp_path)):
+    (tmp_path / "folder.onnx").mkdir()
+    for out in ("model.onnyx", "model", str(tmp_path / "folder.onnx")):
         with pytest.raises(SystemExit) as exit_status:
             main(["export", "--run", str(own_run), "--out", out])
         assert exit_status.value.code == 2
@@ -220,3 +221,33 @@ def test_export_names_a_bad_out_and_a_train_run(own_run, tmp_path, capsys) -> No
         main(["export", "--run", str(train_run), "--out", "m.onnx"])
     assert exit_status.value.code == 2
     assert "a run written by `fit`" in capsys.readouterr().err
+
+
+def test_odd_tables_export_and_predict_alike(tmp_path, one_thread) -> None:
+    """Categories only (with "" and "<missing>" among the values), numbers only with a
+    column named like the output, float categories, a zoned datetime with times of day,
+    and feeds of one row."""
+    rng = np.random.default_rng(0)
+    rows = 1500
+    stamps = pl.datetime_range(pl.datetime(2021, 1, 1), pl.datetime(2022, 12, 31),
+                               interval="7h", eager=True, time_zone="Europe/Berlin")
+    tables = {
+        "categories": pl.DataFrame({
+            "shop": rng.choice(["", "<missing>", "a", "b", "c"], rows),
+            "size": rng.choice([0.5, 1.5, 2.25], rows)}),
+        "numbers": pl.DataFrame({"prediction": rng.normal(size=rows),
+                                 "x": rng.lognormal(size=rows)}),
+        "zoned": pl.DataFrame({"when": stamps.gather(rng.integers(0, len(stamps), rows)),
+                               "x": rng.normal(size=rows)}),
+    }
+    for name, X in tables.items():
+        y = np.exp(rng.normal(size=rows)) + (X.get_column(X.columns[0]).hash() % 3).to_numpy()
+        estimator = EmbeddingRegressor(epochs=1, hidden_sizes=(32,),
+                                       categorical=["size"] if name == "categories" else None)
+        estimator.fit(X, y)
+        model = estimator.export_onnx(tmp_path / f"{name}.onnx")
+        probe = X.head(200).with_columns(pl.when(pl.int_range(pl.len()) % 9 == 0).then(None)
+                                         .otherwise(pl.col(c)).alias(c) for c in X.columns)
+        assert_parity(served(model, probe), predicted(estimator, probe))
+        one = probe.head(1)
+        assert_parity(served(model, one), predicted(estimator, one))

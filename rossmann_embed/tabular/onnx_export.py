@@ -19,9 +19,14 @@ the model names each input, its type and its meaning.
 from __future__ import annotations
 
 import copy
+import importlib.util
+import itertools
 import json
+import logging
 import math
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,12 +48,11 @@ if TYPE_CHECKING:
 
 OPSET = 20  # ONNX's default domain
 ML_OPSET = 4  # ai.onnx.ml: LabelEncoder with keys of any type (double keys need 4)
-OUTPUT = "prediction"
+OUTPUT = "prediction"  # the output's name, unless a column takes it (``output_name``)
 INTERNAL = "rossmann_embed/"  # prefix of the graph's own names, so no column name collides
 PARITY_RTOL = 1e-5  # onnxruntime against `predict`, relative
 PROBE_ROWS = 512
 INPUTS_FORMAT = 1
-MISSING_TEXT = "<missing>"  # a missing text when "" is a value seen in training
 EPOCH_DAY_SHIFT = 719_468  # days from 0000-03-01 to 1970-01-01 (Hinnant's civil calendar)
 
 
@@ -98,8 +102,6 @@ def check_model_path(path: str | Path) -> Path:
 
 def require_export_libraries() -> None:
     """Raise ``ExportError`` naming the extra to install when an exporting library is absent."""
-    import importlib.util
-
     absent = [name for name in ("onnx", "onnxscript", "onnxruntime")
               if importlib.util.find_spec(name) is None]
     if absent:
@@ -116,10 +118,11 @@ def serving_inputs(roles: ColumnRoles, preprocessor: Preprocessor) -> list[Servi
         vocabulary = preprocessor.vocabularies.get(column)
         if column in roles.dates:
             inputs.append(ServingInput(column, "double", "date", (
-                "a date as days since 1970-01-01 (a time: fractional days); NaN when missing. "
-                "Its calendar parts (" + ", ".join(DATE_PARTS) + ") are computed in the model")))
-        elif vocabulary is not None and is_text(vocabulary):
-            missing = "" if "" not in vocabulary else MISSING_TEXT
+                "a date as days since 1970-01-01 (a time: fractional days, on the column's own "
+                "clock); NaN when missing. Its calendar parts (" + ", ".join(DATE_PARTS)
+                + ") are computed in the model")))
+        elif vocabulary is not None and is_text(vocabulary) and column not in roles.numbers:
+            missing = missing_text(vocabulary)
             inputs.append(ServingInput(column, "string", "categorical", (
                 f"categorical: one of the {len(vocabulary)} values seen in training; any other, "
                 f"or {missing!r} when missing, takes the unknown row"), missing))
@@ -132,6 +135,20 @@ def serving_inputs(roles: ColumnRoles, preprocessor: Preprocessor) -> list[Servi
         else:
             inputs.append(ServingInput(column, "double", "continuous", f"a number; {fill}"))
     return inputs
+
+
+def missing_text(vocabulary: list[Any]) -> str:
+    """What stands for a missing text: "", or a text the vocabulary does not hold."""
+    candidates = itertools.chain(["", "<missing>"], (f"<missing {i}>" for i in itertools.count()))
+    known = set(vocabulary)
+    return next(c for c in candidates if c not in known)
+
+
+def output_name(inputs: list[ServingInput]) -> str:
+    """``OUTPUT``, or with a suffix when a column of the table has that name."""
+    names = {i.name for i in inputs}
+    candidates = itertools.chain([OUTPUT], (f"{OUTPUT}_{i}" for i in itertools.count(1)))
+    return next(c for c in candidates if c not in names)
 
 
 def is_text(vocabulary: list[Any]) -> bool:
@@ -150,7 +167,8 @@ def describe(inputs: list[ServingInput], model_file: str, target: str | None = N
         "opsets": {"ai.onnx": OPSET, "ai.onnx.ml": ML_OPSET},
         "rows": "every input and the output are 1-D, one value a row",
         "inputs": [asdict(i) for i in inputs],
-        "output": {"name": OUTPUT, "type": "double", "meaning": f"{what}, in its own units"},
+        "output": {"name": output_name(inputs), "type": "double",
+                   "meaning": f"{what}, in its own units"},
     }
 
 
@@ -159,9 +177,9 @@ def describe(inputs: list[ServingInput], model_file: str, target: str | None = N
 
 class ServingModule(nn.Module):
     """``predict`` from the columns onward: ``forward(codes, values)`` takes the codes of the
-    categorical input columns (``code_columns``) and the values of the numeric ones
-    (``value_columns``: continuous columns, categorical ones given as numbers, dates as
-    days), 1-D float64 tensors, and returns the prediction in the target's units."""
+    categorical input columns (``code_columns``, 1-D int64) and the values of the numeric ones
+    (``value_columns``, 1-D float64: continuous columns, categorical ones given as numbers,
+    dates as days), and returns the prediction in the target's units."""
 
     def __init__(self, models: list[EntityEmbeddingRegressor], preprocessor: Preprocessor,
                  roles: ColumnRoles) -> None:
@@ -187,6 +205,7 @@ class ServingModule(nn.Module):
         self.scaling = ContinuousScaling(preprocessor)
 
     def forward(self, codes: list[torch.Tensor], values: list[torch.Tensor]) -> torch.Tensor:
+        """The prediction of each row (see the class)."""
         given = dict(zip(self.value_columns, values, strict=True))
         numbers = dict(given)
         for date in self.roles.dates:
@@ -233,6 +252,8 @@ class ContinuousScaling(nn.Module):
         super().__init__()
         columns = preprocessor.spec.continuous
         self.quantile = preprocessor.scaling == "quantile"
+        if not columns:  # a table of categories only: never called
+            return
         if not self.quantile:
             self.register_buffer("means", f64([preprocessor.means[c] for c in columns]))
             self.register_buffer("stds", f64([preprocessor.stds[c] for c in columns]))
@@ -251,6 +272,7 @@ class ContinuousScaling(nn.Module):
         self.register_buffer("extends", f64([2 * NORMAL_EDGE if d > 0 else 0.0 for d in span]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The scaled numbers of ``x`` (missing ones filled first)."""
         finite = torch.isfinite(x)
         if not self.quantile:
             return (torch.where(finite, x, self.means) - self.means) / self.stds
@@ -284,6 +306,7 @@ class ContinuousScaling(nn.Module):
 
 
 def padded(values: list[float], width: int) -> list[float]:
+    """``values`` repeating their last up to ``width``."""
     return [*values, *[values[-1]] * (width - len(values))]
 
 
@@ -351,6 +374,7 @@ def calendar_parts(days: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def floor_div(a: torch.Tensor, b: int) -> torch.Tensor:
+    """Integer division rounding down, also for negative days (before 1970)."""
     return torch.div(a, b, rounding_mode="floor")
 
 
@@ -400,7 +424,7 @@ def onnx_model(module: ServingModule, inputs: list[ServingInput]) -> Any:
     import onnx
 
     module = module.double().eval()
-    rows = 16
+    rows = 16  # an example of 0 or 1 rows would be specialised by torch.export, not dynamic
     codes = [torch.zeros(rows, dtype=torch.int64) for _ in module.code_columns]
     values = [torch.zeros(rows, dtype=torch.float64) for _ in module.value_columns]
     dim = torch.export.Dim("rows")
@@ -416,7 +440,8 @@ def onnx_model(module: ServingModule, inputs: list[ServingInput]) -> Any:
     encoders = [label_encoder(by_name[c], module.vocabularies[c], inner)
                 for c, inner in zip(module.code_columns, exported[:len(codes)], strict=True)]
     renames = dict(zip(exported[len(codes):], module.value_columns, strict=True))
-    renames[graph.output[0].name] = OUTPUT
+    output = output_name(inputs)
+    renames[graph.output[0].name] = output
     for node in graph.node:
         node.input[:] = [renames.get(n, n) for n in node.input]
         node.output[:] = [renames.get(n, n) for n in node.output]
@@ -427,7 +452,7 @@ def onnx_model(module: ServingModule, inputs: list[ServingInput]) -> Any:
     graph.input.extend(onnx.helper.make_tensor_value_info(
         i.name, onnx.TensorProto.STRING if i.type == "string" else onnx.TensorProto.DOUBLE,
         ["rows"]) for i in inputs)
-    graph.output[0].name = OUTPUT
+    graph.output[0].name = output
     del graph.value_info[:]  # shapes inferred under the old names
     model.opset_import.append(onnx.helper.make_opsetid("ai.onnx.ml", ML_OPSET))
     model.producer_name, model.producer_version = "rossmann-embed", rossmann_embed.__version__
@@ -448,6 +473,8 @@ def label_encoder(column: ServingInput, vocabulary: list[Any], output: str) -> A
             name=f"{INTERNAL}codes of {column.name}", keys_strings=keys,
             values_int64s=codes or [0], default_int64=0)
     numbers = [float(v) for v in vocabulary]
+    if not numbers:  # no value seen in training: every value is unknown
+        numbers, codes = [0.0], [0]
     if any(math.isnan(v) for v in numbers) or any(float(v) != v for v in vocabulary):
         raise ExportError(f"column {column.name!r}: categorical values that are NaN or not "
                           "exact as float64 numbers cannot be matched in the ONNX model; "
@@ -461,19 +488,17 @@ def label_encoder(column: ServingInput, vocabulary: list[Any], output: str) -> A
         default_tensor=onnx.helper.make_tensor("default", onnx.TensorProto.INT64, [1], [0]))
 
 
-class quiet_exporter:
+@contextmanager
+def quiet_exporter() -> Iterator[None]:
     """Silence torch's ONNX exporter's progress lines and the registry's notes about
     torchvision, which the model does not use."""
-
-    def __enter__(self) -> None:
-        import logging
-
-        self.logger = logging.getLogger("torch.onnx")
-        self.level = self.logger.level
-        self.logger.setLevel(logging.ERROR)
-
-    def __exit__(self, *args: object) -> None:
-        self.logger.setLevel(self.level)
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 # --- parity ---------------------------------------------------------------------------------
@@ -489,6 +514,8 @@ def onnx_feed(frame: pl.DataFrame, inputs: list[ServingInput]) -> dict[str, np.n
         if i.type == "string":
             feed[i.name] = column.cast(pl.String).fill_null(i.missing).to_numpy().astype(object)
         elif i.role == "date":
+            if isinstance(column.dtype, pl.Datetime) and column.dtype.time_zone is not None:
+                column = column.dt.replace_time_zone(None)  # its wall clock, as `predict` reads
             days = (column.cast(pl.Datetime("us")).dt.epoch("us").cast(pl.Float64)
                     / 86_400_000_000)
             feed[i.name] = days.fill_null(np.nan).to_numpy()
@@ -560,6 +587,7 @@ def check_parity(model: Any, estimator: EmbeddingRegressor, inputs: list[Serving
 
 
 def predict_quietly(estimator: EmbeddingRegressor, frame: pl.DataFrame) -> np.ndarray:
+    """``estimator.predict`` without the warnings about values it fills in."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the probe rows fill values on purpose
         return np.asarray(estimator.predict(frame), dtype=np.float64)
@@ -571,7 +599,7 @@ def onnx_predict(model: Any, feed: dict[str, np.ndarray]) -> np.ndarray:
 
     session = onnxruntime.InferenceSession(model.SerializeToString(),
                                            providers=["CPUExecutionProvider"])
-    return session.run([OUTPUT], feed)[0]
+    return session.run(None, feed)[0]
 
 
 def read_inputs(path: str | Path) -> list[ServingInput]:
