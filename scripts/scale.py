@@ -11,6 +11,11 @@ For each size it runs, as separate processes, one after the other (never two at 
 - `fit --no-stream --epochs 1` beside it, at the sizes where the in-memory path fits
   (``--in-memory-up-to``, default 5,000,000 rows).
 
+With ``--rossmann-stores 1115,11150`` it also runs `train --epochs 1` on Kaggle-shaped
+synthetic Rossmann data (``rossmann.studies.synthetic``, 2013-01-01 to 2015-07-31 as Kaggle's)
+with that many stores: in memory at Kaggle's 1,115 stores, streamed (features built a block
+of stores at a time) at every size, under ``rossmann`` in the JSON.
+
 Each entry reports peak resident memory of the command and its children (polled every 0.1 s,
 summed over the process tree), wall seconds, rows a second (training rows of the epoch, or
 rows predicted), and the run's validation RMSE. The JSON file is rewritten after each
@@ -39,6 +44,7 @@ POLL_SECONDS = 0.1
 # whose dense gradient and optimizer update (16M parameters a step) would measure the
 # optimizer rather than the data path.
 MODEL = ["--embedding-size", "item=32"]
+KAGGLE_STORES = 1_115
 
 
 def generate(path: Path, rows: int, seed: int = 0) -> None:
@@ -145,6 +151,36 @@ def measure(rows: int, work: Path, in_memory_up_to: int, results: dict, out: Pat
             write(out, results)
 
 
+def measure_rossmann(stores: int, work: Path, results: dict, out: Path) -> None:
+    """`train --epochs 1` on synthetic Rossmann data of ``stores`` stores: streamed, and in
+    memory at Kaggle's size or below."""
+    from rossmann_embed.rossmann.studies.synthetic import write_synthetic
+
+    data = work / f"rossmann-{stores}"
+    if not (data / "train.csv").is_file():
+        started = time.perf_counter()
+        write_synthetic(data, n_stores=stores, seed=0)
+        print(f"{stores:,} stores generated in {time.perf_counter() - started:.0f} s")
+    entry = results.setdefault("rossmann", {}).setdefault(str(stores), {"stores": stores})
+    paths = [("streamed", True)] + ([("in_memory", False)] if stores <= KAGGLE_STORES else [])
+    for name, stream in paths:
+        run = work / f"rossmann-run-{name}-{stores}"
+        command = [sys.executable, "-m", "rossmann_embed.cli", "train", "--data-dir", str(data),
+                   "--out", str(run), "--epochs", "1",
+                   "--stream" if stream else "--no-stream"]
+        seconds, peak, status = peak_run(command)
+        rows = read_json(run / "data_report.json").get("rows_fit")
+        epoch = epoch_seconds(run)
+        report = read_json(run / "validation.json")
+        entry[f"train_{name}"] = {
+            "seconds": round(seconds, 1), "peak_mb": round(peak), "status": status,
+            "epoch_seconds": epoch, "rows_train": rows,
+            "rows_per_second": round(rows / epoch) if epoch and rows else None,
+            "val_rmspe": report.get("rmspe"), "val_network_rmspe": report.get("network_rmspe")}
+        print(f"{stores:,} stores, train {name}: {entry[f'train_{name}']}")
+        write(out, results)
+
+
 def epoch_seconds(run: Path) -> float | None:
     """The training epoch's seconds, first to last batch (``training.EpochTimer``)."""
     metrics = run / "metrics.csv"
@@ -175,18 +211,21 @@ def main() -> None:
                         "temporary one, removed)")
     parser.add_argument("--in-memory-up-to", type=int, default=5_000_000,
                         help="largest table also fitted in memory")
+    parser.add_argument("--rossmann-stores", default="",
+                        help="stores of synthetic Rossmann data to train on, comma-separated "
+                        "(like 1115,11150; default: none)")
     args = parser.parse_args()
-    sizes = [int(r) for r in args.rows.split(",")]
+    sizes = [int(r) for r in args.rows.split(",") if r]
+    stores = [int(s) for s in args.rossmann_stores.split(",") if s]
     results = read_json(args.out) if args.out.is_file() else {}
     results["command"] = " ".join(["python", "scripts/scale.py", *sys.argv[1:]])
-    if args.work:
-        args.work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="scale-") as temporary:
+        work = args.work or Path(temporary)
+        work.mkdir(parents=True, exist_ok=True)
         for rows in sizes:
-            measure(rows, args.work, args.in_memory_up_to, results, args.out)
-    else:
-        with tempfile.TemporaryDirectory(prefix="scale-") as work:
-            for rows in sizes:
-                measure(rows, Path(work), args.in_memory_up_to, results, args.out)
+            measure(rows, work, args.in_memory_up_to, results, args.out)
+        for count in stores:
+            measure_rossmann(count, work, results, args.out)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from rossmann_embed.tabular.config import (
     is_whole,
     option,
     require,
+    stream_option,
 )
 from rossmann_embed.tabular.errors import InputError
 
@@ -84,6 +85,7 @@ class TrainConfig(NetworkConfig):
         factory=list, metavar="GROUP[,GROUP...]",
         help="feature groups to leave out: " + ", ".join(FEATURE_GROUPS)
         + " (the network's; the boosted half keeps its own)")
+    stream: bool | None = stream_option("the feature table")
     train_rows: int | None = option(
         None, "train on a random sample (drawn with --seed) of N rows of the training period "
         "(unset: every row); for studies that train many networks", metavar="N")

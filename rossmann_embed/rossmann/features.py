@@ -31,6 +31,7 @@ WINDOW_DAYS = 7
 # the days around it sell like no other holiday's; beyond two weeks they are all the same.
 EASTER_SPAN_DAYS = 15
 Year = TypeVar("Year", int, pl.Expr)
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 EVENTS = {  # per store: the days these hold are the events that elapsed features count
     "StateHoliday": pl.col("StateHoliday") != "0",
     "SchoolHoliday": pl.col("SchoolHoliday") == 1,
@@ -76,29 +77,48 @@ class FeatureTable:
 
 def build_features(data: RossmannData, target: pl.DataFrame | None = None) -> FeatureTable:
     """Build the feature frame for train.csv, test.csv and an optional target file together."""
-    rows, report = _stack_rows(data, target)
-    frame = (
-        rows.lazy()
-        .sort("Store", "Date")  # the order every per-store feature below relies on
+    rows, report = stack_rows(data, target)
+    frame = features_of(rows.lazy(), data, farthest_competitor(data, rows)).collect()
+    categorical, continuous = feature_columns(data)
+    cardinality = frame.select(pl.col(c).n_unique() for c in categorical).row(0)
+    spec = ColumnSpec(dict(zip(categorical, cardinality, strict=True)), continuous, target="Sales")
+    report["rows_features"] = frame.height
+    return FeatureTable(frame, spec, report)
+
+
+def features_of(rows: pl.LazyFrame, data: RossmannData, farthest: float | None
+                ) -> pl.LazyFrame:
+    """Every feature of stacked rows (``stack_rows``). Each is a function of one store's
+    days, so the rows of a block of stores get the same features as in the whole table;
+    ``farthest`` (``farthest_competitor``) is the one value taken across stores."""
+    return (
+        rows.sort("Store", "Date")  # the order every per-store feature below relies on
         .join(data.stores.lazy(), on="Store", how="left", maintain_order="left")
         .with_columns(_calendar())
-        .with_columns(*_competition(), *_promo2())
+        .with_columns(*_competition(farthest), *_promo2())
         .with_columns(_promo2_active())
         .pipe(_elapsed_events)
         .pipe(_join_weather, data.weather)
         .pipe(_join_trends, data.trends)
-        .collect()
     )
+
+
+def feature_columns(data: RossmannData) -> tuple[list[str], list[str]]:
+    """The categorical and continuous feature columns that ``data``'s files give."""
     categorical = [*CATEGORICAL, *(["Events"] if data.weather is not None else [])]
     continuous = [
         *CONTINUOUS,
         *(WEATHER_COLUMNS if data.weather is not None else []),
         *(["Trend", "TrendDE"] if data.trends is not None else []),
     ]
-    cardinality = frame.select(pl.col(c).n_unique() for c in categorical).row(0)
-    spec = ColumnSpec(dict(zip(categorical, cardinality, strict=True)), continuous, target="Sales")
-    report["rows_features"] = frame.height
-    return FeatureTable(frame, spec, report)
+    return categorical, continuous
+
+
+def farthest_competitor(data: RossmannData, rows: pl.DataFrame) -> float | None:
+    """The farthest competitor of the stores that ``rows`` hold: what a store without one
+    is taken to have."""
+    stores = data.stores.filter(pl.col("Store").is_in(rows.get_column("Store").implode()))
+    return stores.get_column("CompetitionDistance").max()
 
 
 def model_rows(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -146,10 +166,12 @@ def hide_future(frame: pl.DataFrame, fraction: float, seed: int = 0) -> pl.DataF
     return end_data_after(frame, np.where(cut, days_left, ELAPSED_CAP_DAYS))
 
 
-def end_data_after(frame: pl.DataFrame, days_left: np.ndarray) -> pl.DataFrame:
+def end_data_after(frame: Frame, days_left: np.ndarray | pl.Expr) -> Frame:
     """Look-ahead features of each row as if the store's data ended ``days_left`` days after
-    it (``ELAPSED_CAP_DAYS`` or more: unchanged)."""
-    left = pl.lit(pl.Series(np.asarray(days_left, dtype=np.int64)))
+    it (``ELAPSED_CAP_DAYS`` or more: unchanged); ``days_left`` is an array, one value a
+    row, or an expression of the row."""
+    left = (days_left if isinstance(days_left, pl.Expr)
+            else pl.lit(pl.Series(np.asarray(days_left, dtype=np.int64))))
     hidden = [
         pl.when(pl.col(c) <= left).then(pl.col(c)) if c.startswith("DaysUntil")
         else pl.when(left >= WINDOW_DAYS).then(pl.col(c))
@@ -158,7 +180,7 @@ def end_data_after(frame: pl.DataFrame, days_left: np.ndarray) -> pl.DataFrame:
     return frame.with_columns(h.alias(c) for h, c in zip(hidden, LOOK_AHEAD, strict=True))
 
 
-def _stack_rows(data: RossmannData, target: pl.DataFrame | None) -> tuple[pl.DataFrame, dict]:
+def stack_rows(data: RossmannData, target: pl.DataFrame | None) -> tuple[pl.DataFrame, dict]:
     """Union of train, test and target rows; a target row replaces history on the same day."""
     train = data.train.with_columns(Set=pl.lit("train"), Id=pl.lit(None, pl.Int64))
     test = data.test.with_columns(Set=pl.lit("test"), Sales=pl.lit(None, pl.Int64))
@@ -225,7 +247,7 @@ def _calendar() -> list[pl.Expr]:
     ]
 
 
-def _competition() -> list[pl.Expr]:
+def _competition(farthest: float | None) -> list[pl.Expr]:
     months = (pl.col("Year") - pl.col("CompetitionOpenSinceYear")) * 12 + (
         pl.col("Month") - pl.col("CompetitionOpenSinceMonth")
     )
@@ -234,8 +256,7 @@ def _competition() -> list[pl.Expr]:
         months.clip(0, COMPETITION_CAP_MONTHS).fill_null(-1).alias("CompetitionMonthsOpen"),
         pl.col("CompetitionOpenSinceYear").fill_null(-1),
         # No competitor known: as far away as the farthest one.
-        pl.col("CompetitionDistance").fill_null(pl.col("CompetitionDistance").max())
-        .log1p().alias("LogCompetitionDistance"),
+        pl.col("CompetitionDistance").fill_null(farthest).log1p().alias("LogCompetitionDistance"),
         pl.col("PromoInterval").fill_null("none"),
     ]
 

@@ -59,6 +59,13 @@ def option(default: Any = MISSING, help: str = "", *, factory: Any = MISSING,
     return field(default=default, default_factory=factory, metadata=metadata)
 
 
+def stream_option(what: str) -> Any:
+    """The ``--stream`` / ``--no-stream`` option of a command that trains on ``what``."""
+    return option(None, f"stream {what} from parquet row groups (bounded memory, each process "
+                  "its own groups) or hold it in memory; unset: stream when it would hold more "
+                  "than 100 million cells")
+
+
 @dataclass
 class NetworkConfig:
     """The model and how Lightning trains it. The defaults are the product's default model."""
@@ -210,9 +217,7 @@ class FitConfig(NetworkConfig):
                                         metavar="F")
     target_transform: str = option("auto", "auto: log1p for counts (whole numbers >= 0), "
                                    "else none", choices=("auto", *TARGET_TRANSFORMS))
-    stream: bool | None = option(None, "stream the table from parquet row groups (bounded "
-                                 "memory, each process its own groups) or hold it in memory; "
-                                 "unset: stream tables of more than 100 million cells")
+    stream: bool | None = stream_option("the table")
 
     def check(self) -> None:
         """The core's checks, then the split's (``OptionError`` for the first)."""

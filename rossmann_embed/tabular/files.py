@@ -58,6 +58,7 @@ def write_csv(frame: pl.DataFrame, path: Path) -> Path:
     return atomic_write(path, frame.write_csv)
 
 
-def write_parquet(frame: pl.DataFrame, path: Path) -> Path:
-    """Write a parquet file atomically."""
-    return atomic_write(path, frame.write_parquet)
+def write_parquet(frame: pl.DataFrame, path: Path, row_group_size: int | None = None) -> Path:
+    """Write a parquet file atomically (row groups of ``row_group_size`` rows: polars'
+    default when None)."""
+    return atomic_write(path, lambda tmp: frame.write_parquet(tmp, row_group_size=row_group_size))
