@@ -7,14 +7,16 @@ is a marker comment (invisible on the site)::
     <!-- runnable needs=demo -->      run it beside ``demo/``: the quick start's demo
     <!-- runnable needs=kaggle -->    Kaggle's files as ``rossmann/`` ($ROSSMANN_DATA)
     <!-- runnable needs=movielens --> GroupLens' ml-100k as ``ml-100k/`` ($MOVIELENS_DATA)
+    <!-- runnable needs=tables -->    the public tables as ``tables/`` ($TABLES_DATA)
     <!-- runnable makes=demo -->      the block that writes ``demo/`` (run once a session)
 
 The blocks of one page run in order, in one scratch folder, as the reader would type them:
 bash blocks with ``bash -e -o pipefail``, python blocks with this interpreter, both with this
-environment's ``rossmann-embed`` first on PATH. ``demo/`` is the output of the quick start's
-``makes=demo`` block, made once and shared (blocks read it and write elsewhere;
-``DOCS_DEMO=FOLDER`` reuses the ``demo/`` in FOLDER from an earlier run instead). Where a
-block needs data that is absent, it and the rest of its page are skipped, saying why.
+environment's ``rossmann-embed`` first on PATH, and ``examples/`` linked in. ``demo/`` is the
+output of the quick start's ``makes=demo`` block, made once and shared (blocks read it and
+write elsewhere; ``DOCS_DEMO=FOLDER`` reuses the ``demo/`` in FOLDER from an earlier run
+instead). Where a block needs data that is absent, it and the rest of its page are skipped,
+saying why.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, rossmann_dir
 
+from tests.test_table_suite import suite
+
 DOCS = ROOT / "docs"
 MARKER = re.compile(r"^<!--\s*runnable(?P<words>(\s+[a-z]+=[a-z]+)*)\s*-->\s*$")
 FENCE = re.compile(r"^(?P<fence>```+)\s*(?P<lang>[a-z]+)\b.*$")
 LANGUAGES = ("bash", "python")
-NEEDS = ("demo", "kaggle", "movielens")
+NEEDS = ("demo", "kaggle", "movielens", "tables")
 BLOCK_SECONDS = 1800  # a generous ceiling: a hung block fails instead of hanging CI
 
 
@@ -119,6 +123,9 @@ def missing(need: str) -> str | None:
         return f"needs Kaggle's files, not found at {rossmann_dir()} (set ROSSMANN_DATA)"
     if need == "movielens" and not (movielens_dir() / "u.data").is_file():
         return f"needs MovieLens 100K, not found at {movielens_dir()} (set MOVIELENS_DATA)"
+    if need == "tables" and not (suite.default_data_dir() / "tables.json").is_file():
+        return (f"needs the public tables, not found at {suite.default_data_dir()} (set "
+                "TABLES_DATA)")
     return None
 
 
@@ -159,6 +166,10 @@ def test_runnable_blocks(page: Path, tmp_path: Path, request: pytest.FixtureRequ
             (tmp_path / "rossmann").symlink_to(rossmann_dir(), target_is_directory=True)
         if "movielens" in block.needs and not (tmp_path / "ml-100k").exists():
             (tmp_path / "ml-100k").symlink_to(movielens_dir(), target_is_directory=True)
+        if "tables" in block.needs and not (tmp_path / "tables").exists():
+            (tmp_path / "tables").symlink_to(suite.default_data_dir(), target_is_directory=True)
+        if not (tmp_path / "examples").exists():
+            (tmp_path / "examples").symlink_to(ROOT / "examples", target_is_directory=True)
         seconds += run_block(block, tmp_path)
     print(f"{page.relative_to(ROOT)}: {seconds:.1f} s")
 
@@ -189,10 +200,10 @@ HASH = re.compile(r"`[0-9a-f]{7,40}`|\bcommits? [0-9a-f]{7,40}\b")
 MACHINE_PATH = re.compile(r"(?<![\w.])/(tmp|work|home|root|Users)/")
 
 
-def test_the_readme_index_and_guides_hold_no_commit_hash_or_machine_path() -> None:
-    """History and where a run happened belong in the decisions page; a reader's page gives
-    today's result and the command that reproduces it."""
-    pages = [ROOT / "README.md", DOCS / "index.md", *sorted((DOCS / "guides").glob("*.md"))]
+def test_no_page_but_the_decisions_holds_a_commit_hash_or_machine_path() -> None:
+    """History and where a run happened belong in the decisions page; every other page (and
+    the README) gives today's result and the command that reproduces it."""
+    pages = [ROOT / "README.md", *(page for page in PAGES if page.name != "decisions.md")]
     found = [f"{page.relative_to(ROOT)}:{number}: {line.strip()}"
              for page in pages
              for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1)
