@@ -1,4 +1,5 @@
-"""Shared fixtures: the real Rossmann folder (skip when absent) and a tiny hand-written one."""
+"""Shared fixtures: the real Rossmann folder (skip when absent) and a tiny hand-written one;
+and the one rule for slow tests: ``@pytest.mark.slow`` runs only with ``RUN_SLOW=1``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (minutes each, or a case that others of its kind cover in the
+    default run) are skipped unless ``RUN_SLOW=1``."""
+    if os.environ.get("RUN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: set RUN_SLOW=1 to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 def rossmann_dir() -> Path:

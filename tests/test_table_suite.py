@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -123,9 +122,7 @@ def test_missing_data_folder_exits_2(tmp_path: Path, monkeypatch, capsys) -> Non
     assert "not found" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("RUN_SLOW") != "1",
-                    reason="runs the product's fit (minutes on 2 cores); set RUN_SLOW=1")
+@pytest.mark.slow  # runs the product's fit: minutes on 2 cores
 def test_whole_suite_on_one_table(tables, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     argv = ["--out", str(tmp_path), "--tables", "Computers", "--models", "fit,ridge"]
