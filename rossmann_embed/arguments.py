@@ -113,7 +113,7 @@ def typed(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names if name in args}
 
 
-def given(args: argparse.Namespace, kind: type) -> dict[str, Any]:
+def typed_options(args: argparse.Namespace, kind: type) -> dict[str, Any]:
     """The fields of the dataclass ``kind`` that were typed on the command line."""
     hints = typing.get_type_hints(kind)
     found = typed(args, *(f.name for f in dataclasses.fields(kind)))
@@ -130,7 +130,7 @@ def resolve(kind: type[Options], args: argparse.Namespace, parser: argparse.Argu
     """The checked options of a command line: a ``--config`` file, overridden by the flags
     typed, and ``fixed`` values. A bad flag is a usage error naming it; a bad key of the file
     is an ``InputError`` naming the file and the key."""
-    said = given(args, kind)
+    said = typed_options(args, kind)
     config_file: Path | None = getattr(args, "config", None)
     settings = {**(read_settings(config_file) if config_file else {}), **said, **fixed}
     from_dict = getattr(kind, "from_dict", None)

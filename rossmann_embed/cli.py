@@ -17,9 +17,9 @@ from pathlib import Path
 
 import rossmann_embed
 from rossmann_embed.arguments import add_options, column_pair, resolve, typed
-from rossmann_embed.movielens.config import MovieLensOptions
-from rossmann_embed.rossmann.config import BacktestOptions, CompareOptions, TrainConfig
+from rossmann_embed.movielens.options import MovieLensOptions
 from rossmann_embed.rossmann.studies.geography_study import StudyOptions
+from rossmann_embed.rossmann.train_config import BacktestOptions, CompareOptions, TrainConfig
 from rossmann_embed.tabular.config import FitConfig, read_settings
 from rossmann_embed.tabular.console import quiet_libraries
 from rossmann_embed.tabular.errors import (

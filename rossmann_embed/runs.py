@@ -17,7 +17,7 @@ from typing import Any
 
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import strict_json
-from rossmann_embed.tabular.runs import run_kind
+from rossmann_embed.tabular.run_directory import run_kind
 
 
 def is_fit_run(path: str | Path) -> bool:
@@ -55,10 +55,10 @@ def predict(run: str | Path, table: str | Path, out: str | Path, *,
         report = predict_table(run, table, out)
         return {**report, "notes": [f"note: {n}" for n in describe_filled(report,
                                                                           report["fill"])]}
-    from rossmann_embed.rossmann.inference import predict_table, prediction_notes
+    from rossmann_embed.rossmann.inference import predict_kaggle_table, prediction_notes
 
     loaded = load_run(run)
-    report = predict_table(loaded, data_dir or training_data_dir(run), table, out,
+    report = predict_kaggle_table(loaded, data_dir or training_data_dir(run), table, out,
                            allow_unknown_stores=allow_unknown_stores)
     return {**report, "notes": prediction_notes(report)}
 
@@ -103,7 +103,7 @@ def write_embeddings(run: str | Path, out: str | Path, *, labels: dict[str, str]
     if labels or table:
         raise InputError.at("--label", "a run written by `rossmann-embed fit` (a `train` run "
                             "labels stores and states itself)")
-    from rossmann_embed.rossmann.io import read_stores
+    from rossmann_embed.rossmann.kaggle_files import read_stores
     from rossmann_embed.rossmann.maps import write_run_maps
     from rossmann_embed.tabular.tables import read_table
 

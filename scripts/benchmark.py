@@ -37,9 +37,9 @@ import polars as pl
 import torch
 from pytorch_lightning import Callback, LightningModule, Trainer
 
-from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.features import build_features, model_rows
-from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.rossmann.kaggle_files import read_rossmann
+from rossmann_embed.rossmann.train_config import TrainConfig
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.metrics import rmspe
 from rossmann_embed.tabular.model import training_flops_per_batch

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.inference import load_train_run, predict_kaggle
-from rossmann_embed.rossmann.io import read_table
+from rossmann_embed.rossmann.kaggle_files import read_kaggle_csv
 from rossmann_embed.rossmann.levels import write_store_levels
+from rossmann_embed.rossmann.train_config import TrainConfig
 from rossmann_embed.rossmann.training import prepare, store_levels
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.metrics import rmspe
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--backtest", required=True, help="a `rossmann-embed backtest` folder")
     parser.add_argument("--data-dir", required=True, help="Kaggle's files (train.csv scores)")
     args = parser.parse_args()
-    sales = read_table(Path(args.data_dir) / "train.csv", "train.csv").select(
+    sales = read_kaggle_csv(Path(args.data_dir) / "train.csv", "train.csv").select(
         "Store", "Date", "Sales")
     windows = sorted(p for p in (Path(args.backtest) / "windows").iterdir() if p.is_dir())
     result = {w.name: rescore_window(w, sales) for w in windows}

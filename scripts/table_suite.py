@@ -525,7 +525,7 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     return results
 
 
-def markdown(results: dict[str, Any]) -> str:
+def suite_markdown(results: dict[str, Any]) -> str:
     """The results as a markdown table: RMSE (seconds) per model and fit / best GBDT."""
     lines = ["| table | rows | fit | LightGBM | CatBoost | ridge | RealMLP | fit / best GBDT |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -561,7 +561,7 @@ def write_results(out: Path, results: dict[str, Any]) -> None:
     """DIR/table_suite.json and DIR/table_suite.md, each replaced atomically."""
     summarize(results)
     write_json(out / JSON_NAME, results)
-    write_text(out / MD_NAME, markdown(results))
+    write_text(out / MD_NAME, suite_markdown(results))
 
 
 def load_results(out: Path) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from rossmann_embed.rossmann.boosting import PUBLIC_PARAMS
-from rossmann_embed.rossmann.io import read_table
+from rossmann_embed.rossmann.kaggle_files import read_kaggle_csv
 from rossmann_embed.rossmann.studies.backtest import (
     Window,
     baseline_rows,
@@ -107,7 +107,7 @@ def main() -> None:
         parser.error(f"--part: K/N with 1 <= K <= N, not {args.part!r}")
     k, n = int(k), int(n)
 
-    train = read_table(args.data_dir / "train.csv", "train.csv")
+    train = read_kaggle_csv(args.data_dir / "train.csv", "train.csv")
     windows = default_windows(train.get_column("Date").max(), args.windows, args.horizon)
     fits_dir = args.out / "fits"
     fits_dir.mkdir(parents=True, exist_ok=True)

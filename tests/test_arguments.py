@@ -10,7 +10,7 @@ import pytest
 
 from rossmann_embed.arguments import resolve
 from rossmann_embed.cli import PARSERS, build_parser
-from rossmann_embed.rossmann.config import PAPER_RECIPE, TrainConfig
+from rossmann_embed.rossmann.train_config import PAPER_RECIPE, TrainConfig
 
 REQUIRED = {"--data-dir": "d", "--out": "o", "--table": "t.csv", "--target": "y"}
 

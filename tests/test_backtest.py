@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from rossmann_embed.cli import main
-from rossmann_embed.rossmann.io import read_table
+from rossmann_embed.rossmann.kaggle_files import read_kaggle_csv
 from rossmann_embed.rossmann.studies.backtest import (
     BacktestOptions,
     backtest,
@@ -50,11 +50,11 @@ def test_default_windows_are_last_previous_and_the_season_a_year_earlier() -> No
 
 
 def test_cut_is_kaggles_cut(data_dir: Path, tmp_path: Path) -> None:
-    train = read_table(data_dir / "train.csv", "train.csv")
+    train = read_kaggle_csv(data_dir / "train.csv", "train.csv")
     window = default_windows(train.get_column("Date").max())[1]
     actual = cut_data(data_dir, train, window, tmp_path / "cut")
-    history = read_table(tmp_path / "cut" / "train.csv", "train.csv")
-    test = read_table(tmp_path / "cut" / "test.csv", "test.csv")
+    history = read_kaggle_csv(tmp_path / "cut" / "train.csv", "train.csv")
+    test = read_kaggle_csv(tmp_path / "cut" / "test.csv", "test.csv")
     assert history.get_column("Date").max() == window.first - dt.timedelta(days=1)
     assert history.height == train.filter(pl.col("Date") < window.first).height
     assert "Sales" not in test.columns and "Customers" not in test.columns
@@ -69,7 +69,7 @@ def test_cut_is_kaggles_cut(data_dir: Path, tmp_path: Path) -> None:
 
 
 def test_cut_outside_the_data_is_one_clear_error(data_dir: Path, tmp_path: Path) -> None:
-    train = read_table(data_dir / "train.csv", "train.csv")
+    train = read_kaggle_csv(data_dir / "train.csv", "train.csv")
     window = default_windows(dt.date(2030, 1, 1))[0]
     with pytest.raises(InputError, match=r"train.csv: expected rows in the backtest window"):
         cut_data(data_dir, train, window, tmp_path / "cut")
@@ -134,7 +134,7 @@ def test_real_data_cut_of_the_season_window(real_data: Path, tmp_path: Path) -> 
     from rossmann_embed.rossmann.boosting import LIGHTGBM_FEATURES, lightgbm_features
     from rossmann_embed.rossmann.studies.backtest import baseline_rows
 
-    train = read_table(real_data / "train.csv", "train.csv")
+    train = read_kaggle_csv(real_data / "train.csv", "train.csv")
     season = default_windows(train.get_column("Date").max())[2]
     actual = cut_data(real_data, train, season, tmp_path / "cut")
     assert actual.height == train.filter(pl.col("Date").is_between(season.first,

@@ -10,7 +10,7 @@ import pytest
 from conftest import TINY
 
 from rossmann_embed.cli import main
-from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.rossmann.kaggle_files import read_rossmann
 from rossmann_embed.tabular.errors import InputError
 
 

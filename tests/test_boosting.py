@@ -19,7 +19,7 @@ from rossmann_embed.rossmann.boosting import (
     store_factors,
 )
 from rossmann_embed.rossmann.features import build_features, model_rows
-from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.rossmann.kaggle_files import read_rossmann
 from rossmann_embed.rossmann.levels import RMSPE_SHIFT
 from rossmann_embed.rossmann.studies.synthetic import write_synthetic
 

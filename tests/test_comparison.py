@@ -32,7 +32,7 @@ from rossmann_embed.tabular.config import NetworkConfig
 from rossmann_embed.tabular.embedding_encoder import EmbeddingEncoder, embedding_rows
 from rossmann_embed.tabular.encoding import ColumnSpec, Preprocessor
 from rossmann_embed.tabular.metrics import mape
-from rossmann_embed.tabular.model import EntityEmbeddingRegressor
+from rossmann_embed.tabular.model import EntityEmbeddingNetwork
 
 STORES = [1, 2, 5]
 STATES = ["BY", "HB,NI"]
@@ -173,7 +173,7 @@ def test_passes_scikit_learn_estimator_checks():
     assert not failed, [(r["check_name"], str(r["exception"])[:200]) for r in failed]
 
 
-def _model_and_preprocessor() -> tuple[EntityEmbeddingRegressor, Preprocessor]:
+def _model_and_preprocessor() -> tuple[EntityEmbeddingNetwork, Preprocessor]:
     frame = pl.DataFrame({"Store": [1, 2, 5, 5], "State": ["BY", "HB,NI", "BY", "BY"],
                           "Sales": [1.0, 2.0, 3.0, 4.0]})
     spec = ColumnSpec({"Store": 3, "State": 2}, [], "Sales")
@@ -181,7 +181,7 @@ def _model_and_preprocessor() -> tuple[EntityEmbeddingRegressor, Preprocessor]:
     torch.manual_seed(0)
     config = NetworkConfig(embedding_sizes={"Store": 4, "State": 2}, hidden_sizes=[8],
                            dropout=[0.0])
-    model = EntityEmbeddingRegressor(config, preprocessor.cardinalities, 0, "log")
+    model = EntityEmbeddingNetwork(config, preprocessor.cardinalities, 0, "log")
     return model, preprocessor
 
 
@@ -202,7 +202,7 @@ def test_one_hot_network_sees_one_hot_vectors():
     model, _ = _model_and_preprocessor()
     config = NetworkConfig(embedding_sizes=model.hparams.cardinalities, hidden_sizes=[8],
                            dropout=[0.0])
-    one_hot = EntityEmbeddingRegressor(config, model.hparams.cardinalities, 0, "log")
+    one_hot = EntityEmbeddingNetwork(config, model.hparams.cardinalities, 0, "log")
     freeze_one_hot(one_hot)
     weights = one_hot.embeddings["Store"].weight
     assert torch.equal(weights, torch.eye(4)) and not weights.requires_grad

@@ -15,7 +15,7 @@ from rossmann_embed.tabular.data import (
     TensorDataModule,
 )
 from rossmann_embed.tabular.encoding import EncodedTable
-from rossmann_embed.tabular.model import EntityEmbeddingRegressor
+from rossmann_embed.tabular.model import EntityEmbeddingNetwork
 
 
 def _rows_seen(batches: PermutationBatches) -> torch.Tensor:
@@ -121,7 +121,7 @@ def test_datamodule_without_validation_has_no_val_batches():
         TensorDataModule(EncodedTable(torch.zeros(2, 1, dtype=torch.int64), torch.zeros(2, 0)))
 
 
-class _RowRecorder(EntityEmbeddingRegressor):
+class _RowRecorder(EntityEmbeddingNetwork):
     """Records the row ids (categorical column 0) of every training batch, per epoch."""
 
     def on_train_epoch_start(self) -> None:

@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
     from rossmann_embed.tabular.data import TensorDataModule
     from rossmann_embed.tabular.encoding import EncodedTable
     from rossmann_embed.tabular.metrics import rmspe
-    from rossmann_embed.tabular.model import EntityEmbeddingRegressor
+    from rossmann_embed.tabular.model import EntityEmbeddingNetwork
 
     torch.set_num_threads(1)  # two processes on two cores
 
@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent(
         cont = torch.randn(n, 3, generator=g)
         return EncodedTable(cat, cont, 7 + 0.1 * cont[:, 0] + 0.05 * cat[:, 0])
 
-    class Recorder(EntityEmbeddingRegressor):
+    class Recorder(EntityEmbeddingNetwork):
         def on_train_start(self):
             self.train_rows = 0
         def training_step(self, batch, batch_idx):

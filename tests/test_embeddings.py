@@ -11,7 +11,7 @@ import pytest
 
 from rossmann_embed.rossmann.maps import write_maps
 from rossmann_embed.rossmann.states import german_state_coordinates
-from rossmann_embed.tabular.export import (
+from rossmann_embed.tabular.embedding_tables import (
     UNKNOWN_LABEL,
     embedding_table,
     export_tables,

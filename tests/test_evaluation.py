@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from rossmann_embed.cli import main
-from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.evaluation import evaluate, parse_date, rmspe_by
 from rossmann_embed.rossmann.inference import load_runs, load_train_run, submit
-from rossmann_embed.rossmann.io import read_table
+from rossmann_embed.rossmann.kaggle_files import read_kaggle_csv
 from rossmann_embed.rossmann.pipeline import fit
 from rossmann_embed.rossmann.studies.synthetic import write_synthetic
+from rossmann_embed.rossmann.train_config import TrainConfig
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.metrics import rmspe
 
@@ -43,7 +43,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def cut_period(data_dir: Path, first: dt.date, last: dt.date, path: Path) -> pl.DataFrame:
     """train.csv's rows from ``first`` to ``last`` in Kaggle's test layout (no Sales), in a
     shuffled order with Ids; returns the rows with their true Sales."""
-    train = read_table(data_dir / "train.csv", "train.csv")
+    train = read_kaggle_csv(data_dir / "train.csv", "train.csv")
     cut = train.filter(pl.col("Date").is_between(first, last)).sample(fraction=1.0, seed=1)
     cut = cut.with_columns(Id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
     cut.select(TEST_COLUMNS).write_csv(path)
@@ -78,7 +78,7 @@ def test_evaluate_writes_json_tables_and_figures(trained: tuple[Path, Path],
     result = evaluate(load_runs([run_dir]), data_dir, first, last, tmp_path)
     stored = json.loads((tmp_path / "evaluation.json").read_text())
     assert stored["rmspe"] == pytest.approx(result["rmspe"]) and 0 < stored["rmspe"] < 1
-    train = read_table(data_dir / "train.csv", "train.csv").filter(
+    train = read_kaggle_csv(data_dir / "train.csv", "train.csv").filter(
         pl.col("Date").is_between(first, last))
     assert stored["rows"] == train.height  # every labelled row, closed days included
     assert stored["rows_scored"] == train.filter(pl.col("Sales") != 0).height
@@ -143,7 +143,7 @@ def test_evaluate_says_how_much_of_the_period_has_labels(trained: tuple[Path, Pa
     from rossmann_embed.cli import main
 
     data_dir, run_dir = trained
-    last = read_table(data_dir / "train.csv", "train.csv").get_column("Date").max()
+    last = read_kaggle_csv(data_dir / "train.csv", "train.csv").get_column("Date").max()
     first = last - dt.timedelta(days=4)
     main(["evaluate", "--run", str(run_dir), "--data-dir", str(data_dir), "--from", str(first),
           "--to", str(last + dt.timedelta(days=5)), "--out", str(tmp_path)])

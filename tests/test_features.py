@@ -19,7 +19,7 @@ from rossmann_embed.rossmann.features import (
     model_rows,
     time_split,
 )
-from rossmann_embed.rossmann.io import RossmannData, read_rossmann
+from rossmann_embed.rossmann.kaggle_files import RossmannData, read_rossmann
 
 
 def one_store(days: int, promo_days: set[int], holiday_days: set[int],

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rossmann_embed.cli import main
-from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.rossmann.kaggle_files import read_rossmann
 from rossmann_embed.rossmann.states import german_states
 from rossmann_embed.tabular.columns import infer_roles
 from rossmann_embed.tabular.config import NetworkConfig, OptionError

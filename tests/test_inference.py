@@ -15,7 +15,6 @@ import torch
 
 from rossmann_embed.cli import main
 from rossmann_embed.rossmann import boosting
-from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.inference import (
     Ensemble,
     load_runs,
@@ -23,7 +22,7 @@ from rossmann_embed.rossmann.inference import (
     predict_kaggle,
     submit,
 )
-from rossmann_embed.rossmann.io import read_table
+from rossmann_embed.rossmann.kaggle_files import read_kaggle_csv
 from rossmann_embed.rossmann.levels import (
     RMSPE_SHIFT,
     VARIANCE_PRIOR_ROWS,
@@ -35,6 +34,7 @@ from rossmann_embed.rossmann.levels import (
 )
 from rossmann_embed.rossmann.pipeline import fit
 from rossmann_embed.rossmann.studies.synthetic import write_synthetic
+from rossmann_embed.rossmann.train_config import TrainConfig
 from rossmann_embed.rossmann.training import prepare
 from rossmann_embed.tabular.encoding import Preprocessor
 from rossmann_embed.tabular.errors import InputError
@@ -60,7 +60,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def cut_test_file(data_dir: Path, path: Path, days: int = 48) -> pl.DataFrame:
     """The last ``days`` days of train.csv in Kaggle's test layout (Sales removed); returns
     the cut rows with their true Sales and Ids."""
-    train = read_table(data_dir / "train.csv", "train.csv")
+    train = read_kaggle_csv(data_dir / "train.csv", "train.csv")
     first = train.get_column("Date").max() - dt.timedelta(days=days - 1)
     cut = train.filter(pl.col("Date") >= first).with_row_index("Id", offset=1)
     cut = cut.with_columns(pl.col("Id").cast(pl.Int64))
@@ -161,7 +161,7 @@ def test_submission_for_test_csv(trained: tuple[Path, Path], tmp_path: Path) -> 
     out = tmp_path / "sub" / "submission.csv"
     report = submit(load_runs([run_dir]), data_dir, out)
     submission = pl.read_csv(out)
-    test = read_table(data_dir / "test.csv", "test.csv")
+    test = read_kaggle_csv(data_dir / "test.csv", "test.csv")
     assert submission.columns == ["Id", "Sales"]
     assert submission.get_column("Id").to_list() == sorted(test.get_column("Id").to_list())
     joined = submission.join(test, on="Id")
@@ -212,7 +212,7 @@ def test_unknown_store_is_an_error_or_a_counted_fallback(trained: tuple[Path, Pa
     preprocessor = Preprocessor.from_dict(run.preprocessor.to_dict())
     preprocessor.vocabularies["Store"] = stores[1:]  # as if store `missing` was never trained
     blind = dataclasses.replace(run, preprocessor=preprocessor)
-    test = read_table(data_dir / "test.csv", "test.csv")
+    test = read_kaggle_csv(data_dir / "test.csv", "test.csv")
     rows = test.filter(pl.col("Store") == missing).height
     assert rows > 0
     line = int((test.get_column("Store") == missing).arg_true()[0]) + 2  # header is line 1

@@ -71,16 +71,17 @@ SCORING = {"rossmann_embed.rossmann.geography", "rossmann_embed.tabular.spatial"
            "rossmann_embed.rossmann.maps"}
 
 
-@pytest.mark.parametrize("reader", ["rossmann_embed.rossmann.io", "rossmann_embed.tabular.tables",
-                                    "rossmann_embed.movielens.io"])
+@pytest.mark.parametrize("reader", ["rossmann_embed.rossmann.kaggle_files",
+                                    "rossmann_embed.tabular.tables",
+                                    "rossmann_embed.movielens.grouplens_files"])
 def test_readers_never_import_scoring_code(reader: str) -> None:
     assert not imported_closure(reader) & SCORING
 
 
 def test_training_never_imports_inference() -> None:
-    reached = imported_closure("rossmann_embed.tabular.training")
-    assert not reached & {"rossmann_embed.tabular.runs", "rossmann_embed.tabular.estimator",
-                          "rossmann_embed.rossmann.inference"}
+    reached = imported_closure("rossmann_embed.tabular.trainer")
+    assert not reached & {"rossmann_embed.tabular.run_directory",
+                          "rossmann_embed.tabular.estimator", "rossmann_embed.rossmann.inference"}
 
 
 def test_rossmann_training_never_imports_inference() -> None:

@@ -17,11 +17,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.inference import load_train_run
 from rossmann_embed.rossmann.maps import build_tables, run_weights, score_states
 from rossmann_embed.rossmann.pipeline import fit
 from rossmann_embed.rossmann.studies.demo import demo
+from rossmann_embed.rossmann.train_config import TrainConfig
 from rossmann_embed.tabular.spatial import GeographyScore
 
 PERMUTATIONS = 999

@@ -1,4 +1,4 @@
-"""EntityEmbeddingRegressor: shapes, bounds, metric, learning, checkpoints; rmspe; FLOP count."""
+"""EntityEmbeddingNetwork: shapes, bounds, metric, learning, checkpoints; rmspe; FLOP count."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from rossmann_embed.tabular.metrics import rmspe
 from rossmann_embed.tabular.model import (
     CheapDropout,
     EmbeddingLookups,
-    EntityEmbeddingRegressor,
+    EntityEmbeddingNetwork,
     default_embedding_size,
     training_flops_per_batch,
 )
@@ -38,9 +38,9 @@ PLAIN = {"hidden_sizes": [32, 16], "learning_rate": 1e-2, "ensemble_size": 1,
          "numerical_embedding": "none"}  # a small plain MLP: fast to train in a test
 
 
-def _model(y_range=None, preprocessing=None, **options) -> EntityEmbeddingRegressor:
+def _model(y_range=None, preprocessing=None, **options) -> EntityEmbeddingNetwork:
     config = NetworkConfig(**{**PLAIN, **options})
-    return EntityEmbeddingRegressor(config, CARDINALITIES, 2, "log", y_range,
+    return EntityEmbeddingNetwork(config, CARDINALITIES, 2, "log", y_range,
                                     preprocessing=preprocessing)
 
 
@@ -138,7 +138,7 @@ def test_rmspe_matches_kaggle_and_ignores_zero_sales():
 def test_training_flops_are_three_times_the_forward_matmuls():
     config = NetworkConfig(embedding_sizes={"a": 4, "b": 2}, hidden_sizes=[16, 8],
                            ensemble_size=1, numerical_embedding="none")
-    model = EntityEmbeddingRegressor(config, {"a": 10, "b": 5}, 3, "log")
+    model = EntityEmbeddingNetwork(config, {"a": 10, "b": 5}, 3, "log")
     widths = [4 + 2 + 3, 16, 8, 1]
     forward = sum(2 * 64 * a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
     assert training_flops_per_batch(model, 64) == 3 * forward
@@ -187,7 +187,7 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
 
     raw = torch.load(checkpoint.best_model_path, weights_only=True)  # nothing unpicklable
     assert raw["lr_schedulers"] and raw["hyper_parameters"]["preprocessing"] == preprocessing
-    loaded = EntityEmbeddingRegressor.from_checkpoint(checkpoint.best_model_path)
+    loaded = EntityEmbeddingNetwork.from_checkpoint(checkpoint.best_model_path)
     assert loaded.hparams.preprocessing == preprocessing
     assert torch.equal(
         loaded.predict_log(val.categorical, val.continuous),
@@ -212,7 +212,7 @@ def test_the_model_is_built_from_its_config_alone():
 
     config = NetworkConfig()
     bins = numerical_bins(torch.randn(300, 2), config.numerical_bins)
-    model = EntityEmbeddingRegressor(config, CARDINALITIES, 2, "log", bins=bins)
+    model = EntityEmbeddingNetwork(config, CARDINALITIES, 2, "log", bins=bins)
     assert model.hparams.network == config.to_dict()
     widths = [m.weight.shape[0] for m in model.mlp.modules()
               if isinstance(m, LinearBatchEnsemble)]
@@ -230,7 +230,7 @@ def test_a_checkpoint_of_flat_hyperparameters_still_loads(tmp_path):
                                            if k != "network"}}
     torch.save({"hyper_parameters": hparams, "state_dict": model.state_dict()},
                tmp_path / "old.ckpt")
-    loaded = EntityEmbeddingRegressor.from_checkpoint(tmp_path / "old.ckpt")
+    loaded = EntityEmbeddingNetwork.from_checkpoint(tmp_path / "old.ckpt")
     table = _planted(50, seed=9)
     assert loaded.config == model.config
     assert torch.equal(loaded.predict_log(table.categorical, table.continuous),

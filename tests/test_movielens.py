@@ -116,7 +116,12 @@ def movielens_data() -> Path:
 
 
 def test_real_movielens_files_read_with_their_quirks(movielens_data: Path) -> None:
-    from rossmann_embed.movielens.io import read_fold, read_movies, read_ratings, read_users
+    from rossmann_embed.movielens.grouplens_files import (
+        read_fold,
+        read_movies,
+        read_ratings,
+        read_users,
+    )
 
     assert read_ratings(movielens_data / "u.data").height == 100_000
     movies = read_movies(movielens_data)

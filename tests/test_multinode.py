@@ -33,14 +33,14 @@ SCRIPT = textwrap.dedent(
     from rossmann_embed.cli import main
     from rossmann_embed.tabular.config import NetworkConfig
     from rossmann_embed.tabular.encoding import ColumnSpec, Preprocessor
-    from rossmann_embed.tabular.model import EntityEmbeddingRegressor
+    from rossmann_embed.tabular.model import EntityEmbeddingNetwork
     from rossmann_embed.tabular.streaming import (
         Split, StreamedDataModule, StreamedTable, row_groups)
 
     torch.set_num_threads(1)
     table_path, folder = sys.argv[1], sys.argv[2]
 
-    class Recorder(EntityEmbeddingRegressor):
+    class Recorder(EntityEmbeddingNetwork):
         def on_train_epoch_start(self):
             self.rows.append([])
         def training_step(self, batch, batch_idx):

@@ -19,16 +19,16 @@ from rossmann_embed.tabular.encoding import (
     quantile_normal,
     training_quantiles,
 )
-from rossmann_embed.tabular.model import EntityEmbeddingRegressor, numerical_bins
+from rossmann_embed.tabular.model import EntityEmbeddingNetwork, numerical_bins
 
 
-def _model(**kwargs) -> EntityEmbeddingRegressor:
+def _model(**kwargs) -> EntityEmbeddingNetwork:
     x = torch.randn(500, 2)
     bins = kwargs.pop("bins", numerical_bins(x, 8))
     target_transform = kwargs.pop("target_transform", "log")
     options = {"hidden_sizes": [32, 16], "ensemble_size": 4, "numerical_embedding": "piecewise"}
     config = NetworkConfig(**{**options, **kwargs})
-    return EntityEmbeddingRegressor(config, {"store": 11}, 2, target_transform, bins=bins)
+    return EntityEmbeddingNetwork(config, {"store": 11}, 2, target_transform, bins=bins)
 
 
 def test_the_ensemble_members_differ_and_the_prediction_is_their_mean() -> None:
@@ -77,7 +77,7 @@ def test_every_numerical_embedding_trains_and_round_trips(kind: str, tmp_path: P
     after = ((model.predict_log(categorical, continuous) - target) ** 2).mean()
     assert after < 0.2 * before
     trainer.save_checkpoint(tmp_path / "m.ckpt")
-    loaded = EntityEmbeddingRegressor.from_checkpoint(tmp_path / "m.ckpt").eval()
+    loaded = EntityEmbeddingNetwork.from_checkpoint(tmp_path / "m.ckpt").eval()
     assert torch.allclose(loaded.predict_log(categorical, continuous),
                           model.predict_log(categorical, continuous), atol=1e-5)
 

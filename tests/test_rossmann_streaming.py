@@ -11,11 +11,11 @@ import pytest
 
 from rossmann_embed.cli import main
 from rossmann_embed.rossmann import training
-from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.features import LOOK_AHEAD, build_features, model_rows
-from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.rossmann.kaggle_files import read_rossmann
 from rossmann_embed.rossmann.shards import HideFuture, day_number, write_feature_shards
 from rossmann_embed.rossmann.studies.synthetic import write_synthetic
+from rossmann_embed.rossmann.train_config import TrainConfig
 from rossmann_embed.tabular.streaming import ROW_INDEX
 
 

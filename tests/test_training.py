@@ -11,9 +11,9 @@ import pytest
 import torch
 from pytorch_lightning import Callback
 
-from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.pipeline import fit
 from rossmann_embed.rossmann.studies.synthetic import write_synthetic
+from rossmann_embed.rossmann.train_config import TrainConfig
 
 
 class Interrupted(Exception):
@@ -105,7 +105,7 @@ def test_resume_after_a_kill_with_dropout_is_the_same_run(data_dir, tmp_path):
     script = textwrap.dedent(f"""
         import os, signal
         from pytorch_lightning import Callback
-        from rossmann_embed.rossmann.config import TrainConfig
+        from rossmann_embed.rossmann.train_config import TrainConfig
         from rossmann_embed.rossmann.pipeline import fit
 
         class Kill(Callback):
@@ -163,8 +163,8 @@ def test_paper_features_and_dropped_groups_are_what_the_run_sees(data_dir, tmp_p
 def test_the_paper_features_bring_the_papers_recipe_unless_told_otherwise():
     from rossmann_embed.arguments import resolve
     from rossmann_embed.cli import build_parser
-    from rossmann_embed.rossmann.config import PAPER_RECIPE
     from rossmann_embed.rossmann.feature_groups import PAPER_EMBEDDING_SIZES
+    from rossmann_embed.rossmann.train_config import PAPER_RECIPE
 
     paper = TrainConfig.from_dict({"data_dir": "d", "out": "o", "features": "paper"})
     assert {k: getattr(paper, k) for k in PAPER_RECIPE} == PAPER_RECIPE

@@ -26,10 +26,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from rossmann_embed.movielens.config import MovieLensOptions
-from rossmann_embed.movielens.io import read_fold, read_movies, read_ratings, read_users
-from rossmann_embed.tabular.estimator import EmbeddingRegressor
-from rossmann_embed.tabular.export import (
+from rossmann_embed.movielens.grouplens_files import (
+    read_fold,
+    read_movies,
+    read_ratings,
+    read_users,
+)
+from rossmann_embed.movielens.options import MovieLensOptions
+from rossmann_embed.tabular.embedding_tables import (
     factor_tables,
     known_rows,
     markdown_table,
@@ -38,6 +42,7 @@ from rossmann_embed.tabular.export import (
     vectors_of,
     write_factor_tables,
 )
+from rossmann_embed.tabular.estimator import EmbeddingRegressor
 from rossmann_embed.tabular.files import write_csv, write_json, write_text
 from rossmann_embed.tabular.metrics import mae, rmse
 from rossmann_embed.tabular.plots import plot_labelled_map, plot_points_by_group
@@ -83,7 +88,7 @@ def movielens(options: MovieLensOptions, log=print) -> dict:
     analysis = write_analysis(final, ratings, movies, users, out / "analysis")
     summary = _summary(results, options, analysis, time.perf_counter() - start)
     write_json(out / "movielens.json", summary)
-    write_text(out / "movielens.md", markdown(summary))
+    write_text(out / "movielens.md", summary_markdown(summary))
     log(f"[movielens] done in {summary['seconds']:.0f} s: " + ", ".join(
         f"{c} RMSE {s['rmse_mean']:.4f} +- {s['rmse_std']:.4f}"
         for c, s in summary["configurations"].items()))
@@ -215,7 +220,7 @@ def _summary(results: list[dict], options: MovieLensOptions, analysis: dict,
             "analysis": analysis, "seconds": round(seconds, 1)}
 
 
-def markdown(summary: dict) -> str:
+def summary_markdown(summary: dict) -> str:
     """The per-fold table of both configurations and their means."""
     folds = pl.DataFrame(summary["folds"]).pivot("configuration", index="fold", values="rmse")
     means = pl.DataFrame([{"configuration": k, **v}

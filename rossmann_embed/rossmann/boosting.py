@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from rossmann_embed.rossmann.io import PROMO_INTERVALS, SCHEMAS, STATE_HOLIDAYS
+from rossmann_embed.rossmann.kaggle_files import PROMO_INTERVALS, SCHEMAS, STATE_HOLIDAYS
 from rossmann_embed.rossmann.levels import RMSPE_SHIFT
 from rossmann_embed.rossmann.states import german_states
 from rossmann_embed.tabular.errors import InputError

@@ -22,7 +22,7 @@ import seaborn as sns
 
 from rossmann_embed.rossmann.features import build_features
 from rossmann_embed.rossmann.inference import Predictor, check_known_stores, predict_sales
-from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.rossmann.kaggle_files import read_rossmann
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.metrics import rmspe, rmspe_expr

@@ -20,7 +20,7 @@ from rossmann_embed.rossmann.feature_groups import (
     PAPER_FEATURES,
     WEATHER_COLUMNS,
 )
-from rossmann_embed.rossmann.io import RossmannData
+from rossmann_embed.rossmann.kaggle_files import RossmannData
 from rossmann_embed.tabular.encoding import ColumnSpec
 
 ELAPSED_CAP_DAYS = 60  # days since/until an event, beyond this "long ago" is all the same

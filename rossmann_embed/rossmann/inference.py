@@ -23,15 +23,20 @@ import polars as pl
 
 from rossmann_embed.rossmann.boosting import Boosted
 from rossmann_embed.rossmann.features import build_features
-from rossmann_embed.rossmann.io import check_stores_known, check_unique, read_rossmann, read_table
+from rossmann_embed.rossmann.kaggle_files import (
+    check_stores_known,
+    check_unique,
+    read_kaggle_csv,
+    read_rossmann,
+)
 from rossmann_embed.rossmann.levels import read_store_levels, rmspe_shift_of, store_level_of
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_csv
-from rossmann_embed.tabular.runs import Logs, TabularRun, load_tabular_run
+from rossmann_embed.tabular.run_directory import Logs, TabularRun, load_tabular_run
 from rossmann_embed.tabular.tables import write_table
+from rossmann_embed.tabular.workflow import PREDICTION
 
 KAGGLE_TEST_SCHEMA = "test.csv"  # io's schema of a file in Kaggle's test layout
-PREDICTION = "prediction"  # the column `predict` adds, for any run
 
 
 class _Predicts:
@@ -189,7 +194,7 @@ def read_target(path: str | Path) -> pl.DataFrame:
     """Read and validate a file in Kaggle's test layout: schema, one row per (Store, Date) and
     per Id. Stores are checked against a data directory later (``predict_kaggle``)."""
     path = Path(path)
-    target = read_table(path, KAGGLE_TEST_SCHEMA)
+    target = read_kaggle_csv(path, KAGGLE_TEST_SCHEMA)
     check_unique(target, ["Id"], str(path))
     return target
 
@@ -290,7 +295,7 @@ def submission(predicted: pl.DataFrame) -> pl.DataFrame:
     return predicted.select("Id", Sales=pl.col("Prediction")).sort("Id")
 
 
-def predict_table(predictor: Predictor, data_dir: str | Path, table: str | Path,
+def predict_kaggle_table(predictor: Predictor, data_dir: str | Path, table: str | Path,
                   out: str | Path, *, allow_unknown_stores: bool = False) -> dict:
     """Write ``table`` (Kaggle's test layout) with a ``prediction`` column, the forecast's
     sales (0 on closed days), to ``out`` (CSV or parquet), rows in the table's order: what

@@ -113,8 +113,8 @@ def read_rossmann(
     Weather and Google-trend files are optional: they are used when present and requested.
     """
     data_dir = Path(data_dir)
-    train = read_table(data_dir / "train.csv", "train.csv")
-    test = read_table(Path(test_path) if test_path else data_dir / "test.csv", "test.csv")
+    train = read_kaggle_csv(data_dir / "train.csv", "train.csv")
+    test = read_kaggle_csv(Path(test_path) if test_path else data_dir / "test.csv", "test.csv")
     stores = read_stores(data_dir)
     for name, table in (("train.csv", train), ("test.csv", test)):
         check_stores_known(table, stores, name)
@@ -130,8 +130,8 @@ def read_rossmann(
 def read_stores(data_dir: str | Path) -> pl.DataFrame:
     """store.csv joined with store_states.csv; both must list the same stores."""
     data_dir = Path(data_dir)
-    stores = read_table(data_dir / "store.csv", "store.csv")
-    states = read_table(data_dir / "external" / "store_states.csv", "store_states.csv")
+    stores = read_kaggle_csv(data_dir / "store.csv", "store.csv")
+    states = read_kaggle_csv(data_dir / "external" / "store_states.csv", "store_states.csv")
     _check_stores_known(stores, states, "store_states.csv", "store.csv")
     return stores.join(states, on="Store", how="left")
 
@@ -141,7 +141,7 @@ def check_stores_known(table: pl.DataFrame, stores: pl.DataFrame, file: str) -> 
     _check_stores_known(table, stores, "store.csv and store_states.csv", file)
 
 
-def read_table(path: Path, schema_name: str, separator: str = ",") -> pl.DataFrame:
+def read_kaggle_csv(path: Path, schema_name: str, separator: str = ",") -> pl.DataFrame:
     """Read one CSV and parse it against ``SCHEMAS[schema_name]``.
 
     A typed read is tried first (fast); if any value does not parse, the file is read again
@@ -214,7 +214,7 @@ def read_weather(folder: Path) -> pl.DataFrame | None:
         path = folder / f"{row['weather_file']}.csv"
         if not path.is_file():
             raise InputError.at(str(path), f"a weather file for state {row['code']}", hint=HELP)
-        table = read_table(path, "weather", separator=";")
+        table = read_kaggle_csv(path, "weather", separator=";")
         frames.append(table.with_columns(State=pl.lit(row["code"])))
     return pl.concat(frames)
 

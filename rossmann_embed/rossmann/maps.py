@@ -46,8 +46,7 @@ import polars as pl
 
 from rossmann_embed.rossmann.geography import geography_score
 from rossmann_embed.rossmann.states import german_state_coordinates, german_states
-from rossmann_embed.tabular.errors import InputError
-from rossmann_embed.tabular.export import (
+from rossmann_embed.tabular.embedding_tables import (
     embedding_table,
     export_tables,
     factor_tables,
@@ -56,6 +55,7 @@ from rossmann_embed.tabular.export import (
     vectors_of,
     write_factor_tables,
 )
+from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_csv, write_json
 from rossmann_embed.tabular.plots import (
     plot_factor_scatter,

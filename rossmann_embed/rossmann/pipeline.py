@@ -11,9 +11,9 @@ import numpy as np
 import polars as pl
 from pytorch_lightning import Callback
 
-from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.features import FeatureTable
 from rossmann_embed.rossmann.inference import load_train_run
+from rossmann_embed.rossmann.train_config import TrainConfig
 from rossmann_embed.rossmann.training import train_network
 from rossmann_embed.tabular.errors import TrainingFailed
 from rossmann_embed.tabular.files import write_json

@@ -31,7 +31,7 @@ from rossmann_embed.rossmann.features import (
     model_rows,
     stack_rows,
 )
-from rossmann_embed.rossmann.io import RossmannData
+from rossmann_embed.rossmann.kaggle_files import RossmannData
 from rossmann_embed.tabular.encoding import ColumnSpec
 from rossmann_embed.tabular.files import write_parquet
 from rossmann_embed.tabular.statistics import streamed

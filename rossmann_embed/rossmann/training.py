@@ -37,7 +37,6 @@ import polars as pl
 from pytorch_lightning import Callback
 
 from rossmann_embed.rossmann.boosting import MIN_ROWS, Boosted, store_factors
-from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.features import (
     FeatureTable,
     build_features,
@@ -46,7 +45,7 @@ from rossmann_embed.rossmann.features import (
     select_features,
     time_split,
 )
-from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.rossmann.kaggle_files import read_rossmann
 from rossmann_embed.rossmann.levels import fit_store_levels, recent_rows, write_store_levels
 from rossmann_embed.rossmann.shards import (
     HideFuture,
@@ -54,12 +53,13 @@ from rossmann_embed.rossmann.shards import (
     feature_cells,
     write_feature_shards,
 )
+from rossmann_embed.rossmann.train_config import TrainConfig
 from rossmann_embed.tabular.columns import ColumnRoles
 from rossmann_embed.tabular.data import InMemoryData
 from rossmann_embed.tabular.encoding import ColumnSpec, Preprocessor
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_json
-from rossmann_embed.tabular.runs import load_member, load_tabular_run, write_manifest
+from rossmann_embed.tabular.run_directory import load_member, load_tabular_run, write_manifest
 from rossmann_embed.tabular.statistics import streamed, training_sample
 from rossmann_embed.tabular.streaming import (
     HASH_SCALE,
@@ -69,7 +69,7 @@ from rossmann_embed.tabular.streaming import (
     StreamedTable,
     row_groups,
 )
-from rossmann_embed.tabular.training import TrainingData, train_members
+from rossmann_embed.tabular.trainer import TrainingData, train_members
 from rossmann_embed.tabular.workflow import STREAM_CELLS
 
 Y_RANGE_HEADROOM = 1.2  # log-sales output bounded to [0, 1.2 * log(max sales)], as fastai

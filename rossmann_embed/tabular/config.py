@@ -1,8 +1,8 @@
 """The network's and the Trainer's options: one dataclass, shared by every command that trains.
 
 No torch here, so reading options (``--help``, a config file) stays fast. Dataset commands
-extend ``NetworkConfig`` with their own fields (``rossmann.config.TrainConfig``,
-``tabular.table.FitConfig``); a run directory saves the resolved whole as ``config.json``.
+extend ``NetworkConfig`` with their own fields (``rossmann.train_config.TrainConfig``,
+``FitConfig``); a run directory saves the resolved whole as ``config.json``.
 """
 
 from __future__ import annotations

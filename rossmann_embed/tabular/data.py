@@ -169,7 +169,7 @@ class TensorDataModule(LightningDataModule):
 @dataclass
 class InMemoryData:
     """The in-memory data path of a run (``streaming.StreamedData`` is the other): encoded
-    training and validation rows, and what ``training.train_members`` needs of them."""
+    training and validation rows, and what ``trainer.train_members`` needs of them."""
 
     train: EncodedTable
     validation: EncodedTable | None = None

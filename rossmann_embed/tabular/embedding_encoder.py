@@ -19,8 +19,8 @@ from rossmann_embed.tabular.frames import array_series, as_array, frame_columns
 
 if TYPE_CHECKING:  # type hints only: importing torch here would slow every import of this module
     from rossmann_embed.tabular.encoding import Preprocessor
-    from rossmann_embed.tabular.model import EntityEmbeddingRegressor
-    from rossmann_embed.tabular.runs import TabularRun
+    from rossmann_embed.tabular.model import EntityEmbeddingNetwork
+    from rossmann_embed.tabular.run_directory import TabularRun
 
 
 class EmbeddingEncoder(TransformerMixin, BaseEstimator):
@@ -62,7 +62,7 @@ class EmbeddingEncoder(TransformerMixin, BaseEstimator):
     @classmethod
     def from_model(
         cls,
-        model: EntityEmbeddingRegressor,
+        model: EntityEmbeddingNetwork,
         preprocessor: Preprocessor,
         *,
         embed: Sequence[str] | None = None,

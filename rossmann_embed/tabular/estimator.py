@@ -1,8 +1,8 @@
 """EmbeddingRegressor: entity embeddings for any table, as a scikit-learn estimator.
 
 ``fit(X, y)`` infers which columns are categorical (``columns.infer_roles``), learns an
-embedding per categorical column together with an MLP (``model.EntityEmbeddingRegressor``,
-trained by Lightning through ``training.train_members``) into ``out`` or, without it, a
+embedding per categorical column together with an MLP (``model.EntityEmbeddingNetwork``,
+trained by Lightning through ``trainer.train_members``) into ``out`` or, without it, a
 temporary directory that is removed (the run is kept in memory until ``save``). ``predict``
 returns an array, ``transform`` the learned embedding features (``EmbeddingEncoder``),
 ``embeddings_`` one labelled frame per categorical column, and ``save`` / ``load`` a run
@@ -40,7 +40,7 @@ from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import atomic_write, write_json
 from rossmann_embed.tabular.frames import to_frame
 from rossmann_embed.tabular.metrics import mae, rmse, rmspe
-from rossmann_embed.tabular.runs import load_tabular_run, write_manifest
+from rossmann_embed.tabular.run_directory import load_tabular_run, write_manifest
 from rossmann_embed.tabular.streaming import (
     Split,
     StreamedData,
@@ -53,7 +53,7 @@ from rossmann_embed.tabular.tables import (
     missing_numbers,
     require_columns,
 )
-from rossmann_embed.tabular.training import TRAINING_FILE, train_members
+from rossmann_embed.tabular.trainer import TRAINING_FILE, train_members
 
 
 def estimator_parameters() -> dict[str, Any]:
@@ -298,7 +298,7 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
         table = StreamedTable(row_groups(paths), [*inputs, target],
                               ModelColumns(self.roles_, target), Split(0.0))
         whole = table.lazy(part=None)
-        statistics.check_numbers(whole, self._continuous_inputs(head), source, first_line)
+        statistics.check_streamed_numbers(whole, self._continuous_inputs(head), source, first_line)
         summary = statistics.target_summary(whole, TARGET, source, first_line)
         self.target_transform_ = _choose_transform(self.target_transform, summary["lowest"],
                                                    summary["whole"])
@@ -393,9 +393,10 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
 
     @property
     def embeddings_(self) -> dict[str, pl.DataFrame]:
-        """One labelled frame per categorical column (``export.embedding_table``: value, index,
-        dim_0 ..), from the first member: each seed learns its own embedding space."""
-        from rossmann_embed.tabular.export import embedding_table
+        """One labelled frame per categorical column (``embedding_tables.embedding_table``:
+        value, index, dim_0 ..), from the first member: each seed learns its own embedding
+        space."""
+        from rossmann_embed.tabular.embedding_tables import embedding_table
 
         check_is_fitted(self, "run_")
         model, vocabularies = self.run_.models[0], self.run_.preprocessor.vocabularies
@@ -410,8 +411,9 @@ class EmbeddingRegressor(RegressorMixin, TransformerMixin, BaseEstimator):
 
     def neighbours(self, column: str, k: int = 10) -> pl.DataFrame:
         """Each category of ``column`` with its ``k`` nearest categories by cosine similarity
-        of their embeddings (``export.nearest_neighbours``), e.g. the shops most like shop 7."""
-        from rossmann_embed.tabular.export import nearest_neighbours
+        of their embeddings (``embedding_tables.nearest_neighbours``), e.g. the shops most
+        like shop 7."""
+        from rossmann_embed.tabular.embedding_tables import nearest_neighbours
 
         tables = self.embeddings_
         if column not in tables:

@@ -1,4 +1,4 @@
-"""EntityEmbeddingRegressor: one embedding per categorical column, concatenated with the
+"""EntityEmbeddingNetwork: one embedding per categorical column, concatenated with the
 embedded continuous columns, through an efficient ensemble of MLPs to a prediction of the
 transformed target.
 
@@ -45,7 +45,7 @@ def default_embedding_size(cardinality: int) -> int:
 PREDICT_BATCH_ROWS = 8192
 
 
-class EntityEmbeddingRegressor(LightningModule):
+class EntityEmbeddingNetwork(LightningModule):
     """Entity embeddings (Guo & Berkhahn 2016) + MLP regressor of the transformed target,
     built from one ``NetworkConfig`` (its architecture, loss and optimiser; the model has no
     defaults of its own) and what the data decided.
@@ -126,7 +126,7 @@ class EntityEmbeddingRegressor(LightningModule):
         self._val_sums: torch.Tensor | None = None
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> EntityEmbeddingRegressor:
+    def from_checkpoint(cls, path: str | Path) -> EntityEmbeddingNetwork:
         """The model a checkpoint holds, on the CPU, loaded weights-only. Checkpoints written
         before the model took a ``NetworkConfig`` (flat hyperparameters) load too."""
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -412,7 +412,7 @@ def reuse_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, 32 << 20) and mallopt(m_trim_threshold, 1 << 30))
 
 
-def training_flops_per_batch(model: EntityEmbeddingRegressor, batch_size: int) -> int:
+def training_flops_per_batch(model: EntityEmbeddingNetwork, batch_size: int) -> int:
     """FLOPs (as counted by ``FlopCounterMode``: matmuls) of one forward + backward pass on a
     random batch of ``batch_size`` rows. Times batches per epoch = the model's epoch FLOPs."""
     n_cat = len(model.embeddings)
@@ -488,7 +488,7 @@ def numerical_bins(continuous: torch.Tensor, n_bins: int) -> list[list[float]]:
 __all__ = [
     "CheapDropout",
     "EmbeddingLookups",
-    "EntityEmbeddingRegressor",
+    "EntityEmbeddingNetwork",
     "default_embedding_size",
     "numerical_bins",
     "reuse_freed_memory",

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from rossmann_embed.tabular.export import (
+from rossmann_embed.tabular.embedding_tables import (
     export_tables,
     factor_tables,
     known_rows,
@@ -91,7 +91,7 @@ def write_projector_files(tables: Mapping[str, pl.DataFrame], out_dir: Path) -> 
 
 
 def run_weights(model: Any) -> dict[str, np.ndarray]:
-    """Embedding matrices of one EntityEmbeddingRegressor, by column."""
+    """Embedding matrices of one EntityEmbeddingNetwork, by column."""
     return {name: emb.weight.detach().cpu().numpy() for name, emb in model.embeddings.items()}
 
 
@@ -100,7 +100,7 @@ def run_weights(model: Any) -> dict[str, np.ndarray]:
 def write_embedding_report(tables: Mapping[str, pl.DataFrame], out_dir: Path,
                            seed: int = 0) -> dict[str, Any]:
     """Tables, maps, factor tables and projector files of labelled embedding ``tables``
-    (``export.embedding_table``, with label columns joined in by ``with_labels``)."""
+    (``embedding_tables.embedding_table``, with label columns joined in by ``with_labels``)."""
     start = time.perf_counter()
     out_dir = Path(out_dir)
     paths = export_tables(tables, out_dir / "tables")

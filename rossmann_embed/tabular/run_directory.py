@@ -18,7 +18,7 @@ import polars as pl
 from rossmann_embed.tabular.encoding import Preprocessor, inverse_target
 from rossmann_embed.tabular.errors import InputError, first_line
 from rossmann_embed.tabular.files import write_json
-from rossmann_embed.tabular.model import EntityEmbeddingRegressor
+from rossmann_embed.tabular.model import EntityEmbeddingNetwork
 
 Logs = dict[str, np.ndarray]  # member label -> predictions in the model's space
 MANIFEST = "run.json"  # what kind of run a directory holds, and in which format
@@ -64,10 +64,10 @@ def member_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted((int(p.parent.name.removeprefix("seed-")), p) for p in paths)
 
 
-def load_member(path: str | Path) -> EntityEmbeddingRegressor:
+def load_member(path: str | Path) -> EntityEmbeddingNetwork:
     """One model from a checkpoint, on the CPU, in eval mode, weights-only loading."""
     try:
-        model = EntityEmbeddingRegressor.from_checkpoint(path)
+        model = EntityEmbeddingNetwork.from_checkpoint(path)
     # Whatever a damaged or foreign file makes the zip reader, torch or the model's
     # constructor raise (the fuzz suite found OSError, RuntimeError, KeyError, ...), the file
     # is the cause: one line naming it.
@@ -86,7 +86,7 @@ class TabularRun:
     """A trained run: its members (one per seed) and the preprocessing they share."""
 
     path: Path
-    models: list[EntityEmbeddingRegressor]
+    models: list[EntityEmbeddingNetwork]
     preprocessor: Preprocessor
     labels: list[str] = field(default_factory=list)  # one per member, e.g. "seed-0"
     metadata: dict = field(default_factory=dict)  # what the dataset stored beside it

@@ -29,7 +29,7 @@ def streamed(lazy: pl.LazyFrame) -> pl.DataFrame:
     return lazy.collect(engine="streaming")
 
 
-def check_numbers(lazy: pl.LazyFrame, columns: list[str], source: str,
+def check_streamed_numbers(lazy: pl.LazyFrame, columns: list[str], source: str,
                   first_line: int | None = None) -> None:
     """``tables.check_numbers`` over every row of ``lazy``, in one streaming pass: an
     ``InputError`` names the first bad row of the first column that has one."""

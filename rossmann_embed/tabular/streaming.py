@@ -339,7 +339,7 @@ class StreamedDataModule(LightningDataModule):
 
 @dataclass
 class StreamedData:
-    """The streamed data path of a run: what ``training.train_members`` needs of it."""
+    """The streamed data path of a run: what ``trainer.train_members`` needs of it."""
 
     table: StreamedTable
     preprocessor: Preprocessor

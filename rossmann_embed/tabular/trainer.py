@@ -35,7 +35,7 @@ from rossmann_embed.tabular.data import InMemoryData
 from rossmann_embed.tabular.encoding import Preprocessor
 from rossmann_embed.tabular.errors import TrainingFailed, TrainingInterrupted
 from rossmann_embed.tabular.files import write_csv, write_json
-from rossmann_embed.tabular.model import EntityEmbeddingRegressor, numerical_bins
+from rossmann_embed.tabular.model import EntityEmbeddingNetwork, numerical_bins
 from rossmann_embed.tabular.streaming import StreamedData
 
 TRAINING_FILE = "training.json"
@@ -142,7 +142,7 @@ def train_member(config: NetworkConfig, budget: Budget, run_dir: Path, seed: int
     """One member: seeded model, checkpoints, early stopping on validation, resume from
     ``last.ckpt`` when asked and present."""
     seed_everything(seed, workers=True, verbose=False)
-    model = EntityEmbeddingRegressor(
+    model = EntityEmbeddingNetwork(
         config, preprocessor.cardinalities, len(preprocessor.spec.continuous),
         preprocessor.spec.target_transform, y_range, bins,
         preprocessing={"preprocessor": preprocessor.to_dict(), **(metadata or {})})

@@ -34,8 +34,8 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rossmann_embed.rossmann.config import BacktestOptions, TrainConfig
-from rossmann_embed.rossmann.io import read_table
+from rossmann_embed.rossmann.kaggle_files import read_kaggle_csv
+from rossmann_embed.rossmann.train_config import BacktestOptions, TrainConfig
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import atomic_write, write_csv, write_json, write_text
 from rossmann_embed.tabular.metrics import rmspe, rmspe_expr
@@ -140,7 +140,7 @@ def baseline_rows(cut: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The cut's model rows (open days with Sales > 0 before the window) and the window's
     feature rows, without weather or trends (the baselines use neither)."""
     from rossmann_embed.rossmann.features import build_features, model_rows
-    from rossmann_embed.rossmann.io import read_rossmann
+    from rossmann_embed.rossmann.kaggle_files import read_rossmann
 
     frame = build_features(read_rossmann(cut, weather=False, trends=False)).frame
     history, _ = model_rows(frame.filter(pl.col("Set") == "train"))
@@ -231,7 +231,7 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def markdown(result: dict) -> str:
+def backtest_markdown(result: dict) -> str:
     """The backtest table: one row per window, then the means. "forecast" is the product's
     (``rmspe``); "network" and "boosted" are its two halves alone."""
     columns = [("forecast", "rmspe"), ("network", "network_rmspe"),
@@ -287,7 +287,7 @@ def backtest(options: BacktestOptions, log: Callable[[str], None] = print) -> di
     data_dir, out = Path(options.data_dir), Path(options.out)
     if out.exists() and not out.is_dir():
         raise InputError.at(str(out), "a directory to write the backtest into (--out)")
-    train = read_table(data_dir / "train.csv", "train.csv")
+    train = read_kaggle_csv(data_dir / "train.csv", "train.csv")
     windows = default_windows(train.get_column("Date").max(), options.windows, options.horizon)
     results: list[dict] = []
     daily: dict[str, pl.DataFrame] = {}
@@ -393,7 +393,7 @@ def _write_reports(out: Path, windows: list[dict], options: BacktestOptions, sec
                    daily: dict[str, pl.DataFrame]) -> dict:
     result = summary(windows, options, seconds)
     write_json(out / "backtest.json", result)
-    write_text(out / "backtest.md", markdown(result))
+    write_text(out / "backtest.md", backtest_markdown(result))
     if daily:
         plot_daily(daily, out / "backtest.png")
     return result

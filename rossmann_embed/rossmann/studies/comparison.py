@@ -21,7 +21,7 @@ categorical and continuous column of ``features.build_features``).
 
 Choices, and why:
 
-- The one-hot network is ``EntityEmbeddingRegressor`` with, per column, an embedding as wide
+- The one-hot network is ``EntityEmbeddingNetwork`` with, per column, an embedding as wide
   as its cardinality, frozen to the identity: its concatenated "embeddings" are exactly the
   one-hot vectors, fed to the same MLP as the embedding network. Nothing else differs.
 - Half of the training rows see the data end within 60 days (``features.hide_future``, as
@@ -68,20 +68,20 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from rossmann_embed.rossmann.config import CompareOptions
 from rossmann_embed.rossmann.feature_groups import PAPER_EMBEDDING_SIZES, PAPER_FEATURES
 from rossmann_embed.rossmann.features import build_features, hide_future, model_rows
-from rossmann_embed.rossmann.io import read_rossmann
+from rossmann_embed.rossmann.kaggle_files import read_rossmann
 from rossmann_embed.rossmann.studies.comparison_report import write_outputs
+from rossmann_embed.rossmann.train_config import CompareOptions
 from rossmann_embed.tabular.config import NetworkConfig
 from rossmann_embed.tabular.data import InMemoryData
 from rossmann_embed.tabular.embedding_encoder import EmbeddingEncoder
 from rossmann_embed.tabular.encoding import ColumnSpec, EncodedTable, Preprocessor
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.metrics import mape, rmspe
-from rossmann_embed.tabular.model import EntityEmbeddingRegressor, default_embedding_size
-from rossmann_embed.tabular.runs import load_member
-from rossmann_embed.tabular.training import train_members
+from rossmann_embed.tabular.model import EntityEmbeddingNetwork, default_embedding_size
+from rossmann_embed.tabular.run_directory import load_member
+from rossmann_embed.tabular.trainer import train_members
 
 N_JOBS = 2  # the machine the budget is set for; scikit-learn's -1 would also count busy cores
 
@@ -166,10 +166,10 @@ def codes_matrix(tensors: EncodedTable) -> np.ndarray:
 # --- networks ------------------------------------------------------------------------------------
 
 
-def train_network(preprocessor: Preprocessor, train: EncodedTable, options: CompareOptions,
-                  learning_rate: float, *, one_hot: bool) -> EntityEmbeddingRegressor:
+def train_paper_network(preprocessor: Preprocessor, train: EncodedTable, options: CompareOptions,
+                  learning_rate: float, *, one_hot: bool) -> EntityEmbeddingNetwork:
     """The paper's network on the training rows: learned embeddings, or frozen one-hot ones.
-    Trained as every network is (``training.train_members``), in a run directory of its own
+    Trained as every network is (``trainer.train_members``), in a run directory of its own
     that is removed once the trained member is loaded."""
     config = NetworkConfig(
         epochs=options.epochs, batch_size=options.batch_size, learning_rate=learning_rate,
@@ -200,7 +200,7 @@ class PaperStart(Callback):
             start_small(pl_module)
 
 
-def start_at_mean(model: EntityEmbeddingRegressor, mean_log: float) -> None:
+def start_at_mean(model: EntityEmbeddingNetwork, mean_log: float) -> None:
     """Set the output bias so that the first predictions are near the mean log target.
 
     Otherwise the bounded output starts mid-range, far from typical sales, and the first
@@ -212,7 +212,7 @@ def start_at_mean(model: EntityEmbeddingRegressor, mean_log: float) -> None:
         model.mlp[-1].bias.fill_(math.log(share / (1 - share)))
 
 
-def start_small(model: EntityEmbeddingRegressor, scale: float = EMBEDDING_INIT) -> None:
+def start_small(model: EntityEmbeddingNetwork, scale: float = EMBEDDING_INIT) -> None:
     """Start every embedding uniform in ``[-scale, scale]``, as the paper's Keras embeddings.
 
     PyTorch starts them N(0, 1): after a few epochs the vectors are still mostly that random
@@ -223,7 +223,7 @@ def start_small(model: EntityEmbeddingRegressor, scale: float = EMBEDDING_INIT) 
             embedding.weight.uniform_(-scale, scale)
 
 
-def freeze_one_hot(model: EntityEmbeddingRegressor) -> None:
+def freeze_one_hot(model: EntityEmbeddingNetwork) -> None:
     """Turn every (square) embedding into a fixed identity: a lookup becomes a one-hot vector."""
     with torch.no_grad():
         for embedding in model.embeddings.values():
@@ -309,7 +309,7 @@ def run_setting(setting: str, spec: ColumnSpec, split: Split,
     networks = {}
     for features in ("one-hot", "embeddings"):
         start = time.perf_counter()
-        networks[features] = train_network(preprocessor, train, options,
+        networks[features] = train_paper_network(preprocessor, train, options,
                                            options.network_learning_rate(setting),
                                            one_hot=features == "one-hot")
         fitted = time.perf_counter()

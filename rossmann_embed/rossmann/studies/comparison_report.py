@@ -16,7 +16,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from rossmann_embed.tabular.export import markdown_table
+from rossmann_embed.tabular.embedding_tables import markdown_table
 from rossmann_embed.tabular.files import atomic_write, write_json, write_text
 from rossmann_embed.tabular.plots import save_figure, theme
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import polars as pl
 
-from rossmann_embed.rossmann.config import TrainConfig
 from rossmann_embed.rossmann.inference import load_runs, load_train_run, submit
-from rossmann_embed.rossmann.io import read_stores
+from rossmann_embed.rossmann.kaggle_files import read_stores
 from rossmann_embed.rossmann.maps import write_run_maps
 from rossmann_embed.rossmann.pipeline import fit
 from rossmann_embed.rossmann.studies.synthetic import write_synthetic
+from rossmann_embed.rossmann.train_config import TrainConfig
 
 DEMO_STORES = 60
 

@@ -4,7 +4,7 @@ A network learns where the states lie only if it must infer what differs between
 through the State embedding: their holiday calendars, school terms, weather. Features that
 hand those over explicitly leave the embedding nothing to learn, and a wide Store embedding
 can carry each store's region by itself. The study trains each setting of ``SETTINGS`` over
-several seeds (the network alone, with the paper's recipe ``config.PAPER_RECIPE`` in every
+several seeds (the network alone, with the paper's recipe ``train_config.PAPER_RECIPE`` in every
 setting, on a random sample of training rows) and scores each member's State embedding
 against the capitals: the Mantel test (``geography_score``), the East/West group test, and the
 validation RMSPE on the last 48 days.
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from rossmann_embed.rossmann.config import PAPER_RECIPE, TrainConfig
+from rossmann_embed.rossmann.train_config import PAPER_RECIPE, TrainConfig
 from rossmann_embed.tabular.config import option
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_json, write_text
@@ -232,7 +232,7 @@ def _report(options: StudyOptions, results: dict[tuple[str, int], dict]) -> dict
 
 def study_markdown(report: dict[str, Any]) -> str:
     """The study's table: one row per setting."""
-    from rossmann_embed.tabular.export import markdown_table
+    from rossmann_embed.tabular.embedding_tables import markdown_table
 
     rows = pl.DataFrame([{
         "setting": s["name"],
