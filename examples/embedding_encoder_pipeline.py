@@ -43,7 +43,7 @@ def main() -> None:
     cut = int(0.8 * table.height)
     X_train, X_test, y_train, y_test = X[:cut], X[cut:], y[:cut], y[cut:]
 
-    network = EmbeddingRegressor(categorical=ENTITIES, epochs=10, seed=0).fit(X_train, y_train)
+    network = EmbeddingRegressor(categorical=ENTITIES, epochs=6, seed=0).fit(X_train, y_train)
     models = {
         "k-NN, one-hot": make_pipeline(
             ColumnTransformer([("one_hot", OneHotEncoder(handle_unknown="ignore"), ENTITIES)],

@@ -84,6 +84,7 @@ def test_median_forecast_by_store_weekday_and_promo() -> None:
     np.testing.assert_allclose(median_forecast(history, rows), [20, 25, 7, 20])
 
 
+@pytest.mark.slow
 def test_backtest_scores_every_model_and_continues_where_it_stopped(
         data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bt"

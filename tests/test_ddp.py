@@ -14,6 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 SCRIPT = textwrap.dedent(
     """
     import json, sys
@@ -63,6 +65,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_shard_and_agree_on_val_rmspe(tmp_path: Path):
     script = tmp_path / "train_ddp.py"
     script.write_text(SCRIPT)

@@ -147,8 +147,15 @@ def test_markers_are_well_formed() -> None:
     assert sum(len(b) for b in RUNNABLE.values()) >= 10
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if RUNNABLE[p]],
-                         ids=lambda p: str(p.relative_to(DOCS)))
+# Pages whose examples train for minutes: run with RUN_SLOW=1 (conftest), the rest always.
+SLOW_PAGES = {"guides/rossmann.md", "errors.md", "guides/own-table.md", "guides/movielens.md",
+              "guides/export.md", "guides/scale.md", "guides/embeddings.md",
+              "guides/geography.md"}
+
+
+@pytest.mark.parametrize("page", [
+    pytest.param(p, marks=pytest.mark.slow) if str(p.relative_to(DOCS)) in SLOW_PAGES else p
+    for p in PAGES if RUNNABLE[p]], ids=lambda p: str(p.relative_to(DOCS)))
 def test_runnable_blocks(page: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """The page's runnable blocks, in order, in one scratch folder."""
     seconds = 0.0

@@ -123,6 +123,7 @@ def test_predict_names_a_missing_column(fit_run: Path, tmp_path: Path,
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.slow
 def test_kaggle_train_csv_as_any_table(real_data: Path, tmp_path: Path,
                                        capsys: pytest.CaptureFixture) -> None:
     """Kaggle's train.csv with nothing said about its columns: Store, DayOfWeek, the

@@ -53,6 +53,7 @@ def test_the_demo_learns_the_planted_map(demo_run: Path) -> None:
     assert score["procrustes_residual"] < 0.5, score
 
 
+@pytest.mark.slow
 def test_no_map_is_learned_when_states_group_stores_at_random(
     demo_run: Path, tmp_path: Path
 ) -> None:

@@ -225,6 +225,7 @@ def test_export_names_a_bad_out_and_a_train_run(own_run, tmp_path, capsys) -> No
     assert "a run written by `fit`" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_odd_tables_export_and_predict_alike(tmp_path, one_thread) -> None:
     """Categories only (with "" and "<missing>" among the values), numbers only with a
     column named like the output, float categories, a zoned datetime with times of day,

@@ -125,6 +125,7 @@ def test_resume_after_a_kill_with_dropout_is_the_same_run(data_dir, tmp_path):
         torch.testing.assert_close(got["state_dict"][name], weight, msg=name)
 
 
+@pytest.mark.slow
 def test_the_boosted_half_is_kept_on_resume_and_refit_when_its_settings_change(data_dir,
                                                                                tmp_path):
     config = _config(data_dir, tmp_path / "run", epochs=1, lightgbm_weight=0.5)
