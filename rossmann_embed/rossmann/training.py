@@ -62,7 +62,6 @@ from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.run_directory import load_member, load_tabular_run, write_manifest
 from rossmann_embed.tabular.statistics import streamed, training_sample
 from rossmann_embed.tabular.streaming import (
-    HASH_SCALE,
     ROW_INDEX,
     Split,
     StreamedData,
@@ -205,14 +204,16 @@ def from_shards(config: TrainConfig, directory: Path) -> PreparedData:
                             "left to train on)", value=config.validation_days)
     check_boosted_rows(config, rows)
     train, validation = table.lazy("train"), table.lazy("validation")
+    sample = training_sample(train, rows, config.seed)
     preprocessor = Preprocessor(spec, scaling=config.continuous_scaling).fit_streamed(
-        train, training_sample(train, rows, config.seed))
+        train, sample)
     # Batches read the model's columns alone; the levels, the boosted half and the
     # validation report read every column.
+    hide = HideFuture(config.hide_future, config.seed, first_validation)
     hidden = replace(table, columns=["Date", *spec.categorical, *spec.continuous, "Sales"],
-                     prepare=HideFuture(config.hide_future, config.seed, first_validation))
-    sample = preprocessor.transform(training_sample(hidden.lazy("train"), rows, config.seed))
-    data = StreamedData(hidden, preprocessor, sample, workers=config.loader_workers)
+                     prepare=hide)
+    data = StreamedData(hidden, preprocessor, preprocessor.transform(hide(sample.lazy()).collect()),
+                        workers=config.loader_workers)
     report = {**shards.report, "rows_fit": rows,
               "rows_validation": sum(table.rows("validation"))}
     return PreparedData(data, preprocessor, report, train, validation)
@@ -276,8 +277,7 @@ def boosted_rows(train: pl.LazyFrame, seed: int) -> pl.DataFrame:
     if rows <= BOOSTED_ROWS:
         return streamed(train)
     indexed = train if ROW_INDEX in train.collect_schema() else train.with_row_index(ROW_INDEX)
-    hashed = pl.col(ROW_INDEX).cast(pl.Int64).hash(seed + 2).cast(pl.Float64)
-    return streamed(indexed.filter(hashed < BOOSTED_ROWS / rows * HASH_SCALE))
+    return training_sample(indexed, rows, seed, limit=BOOSTED_ROWS)
 
 
 def store_levels(run_dir: Path, train: pl.DataFrame, days: int) -> pl.DataFrame | None:

@@ -80,10 +80,13 @@ def time_cut(lazy: pl.LazyFrame, time_column: str, fraction: float) -> float:
     return end - fraction * (end - start)
 
 
-def training_sample(lazy: pl.LazyFrame, rows: int, seed: int) -> pl.DataFrame:
-    """Every training row when there are at most ``SAMPLE_ROWS``, else about that many,
-    chosen by a seeded hash of their index (the same rows in every process)."""
-    if rows > SAMPLE_ROWS:
+def training_sample(lazy: pl.LazyFrame, rows: int, seed: int, limit: int | None = None
+                    ) -> pl.DataFrame:
+    """Every training row when there are at most ``limit`` (default ``SAMPLE_ROWS``), else
+    about that many, chosen by a seeded hash of their index (the same rows in every
+    process)."""
+    limit = SAMPLE_ROWS if limit is None else limit
+    if rows > limit:
         hashed = pl.col(ROW_INDEX).cast(pl.Int64).hash(seed + 1).cast(pl.Float64)
-        lazy = lazy.filter(hashed < SAMPLE_ROWS / rows * HASH_SCALE)
+        lazy = lazy.filter(hashed < limit / rows * HASH_SCALE)
     return streamed(lazy)
