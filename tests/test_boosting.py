@@ -11,6 +11,7 @@ import pytest
 from rossmann_embed.rossmann.boosting import (
     BOOSTED_ROUNDS,
     LIGHTGBM_FEATURES,
+    LIGHTGBM_INPUTS,
     SINCE_CAP_DAYS,
     UNTIL_CAP_DAYS,
     Boosted,
@@ -29,6 +30,14 @@ def frame(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
     root = tmp_path_factory.mktemp("boosting")
     write_synthetic(root, n_stores=8, start="2014-09-01")
     return build_features(read_rossmann(root)).frame
+
+
+def test_the_features_need_only_their_inputs(frame) -> None:
+    # The boosted half reads these columns alone from the feature rows (a sample of a
+    # streamed run's shards): the features must come out the same.
+    assert lightgbm_features(frame.select(LIGHTGBM_INPUTS)).equals(lightgbm_features(frame))
+    with pytest.raises(pl.exceptions.ColumnNotFoundError):
+        lightgbm_features(frame.select(LIGHTGBM_INPUTS[1:]))
 
 
 def test_features_are_row_by_row_numbers_with_clipped_event_distances(frame) -> None:

@@ -11,9 +11,15 @@ import pytest
 
 from rossmann_embed.cli import main
 from rossmann_embed.rossmann import training
-from rossmann_embed.rossmann.features import LOOK_AHEAD, build_features, model_rows
+from rossmann_embed.rossmann.features import LOOK_AHEAD, blank_counts, build_features, model_rows
 from rossmann_embed.rossmann.kaggle_files import read_rossmann
-from rossmann_embed.rossmann.shards import HideFuture, day_number, write_feature_shards
+from rossmann_embed.rossmann.shards import (
+    HideFuture,
+    add_counts,
+    day_number,
+    feature_blocks,
+    write_feature_shards,
+)
 from rossmann_embed.rossmann.studies.synthetic import write_synthetic
 from rossmann_embed.rossmann.train_config import TrainConfig
 from rossmann_embed.tabular.streaming import ROW_INDEX
@@ -107,3 +113,32 @@ def test_a_sample_of_a_streamed_run_is_refused_with_one_line(
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "--train-rows" in error and "--no-stream" in error
     assert not (tmp_path / "run").exists()
+
+
+def test_the_boosted_half_holds_a_bounded_sample_of_its_own_columns(
+        synthetic: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shards = write_feature_shards(read_rossmann(synthetic), tmp_path, seed=0)
+    train = pl.scan_parquet(shards.paths)
+    every = train.select(pl.len()).collect().item()
+    monkeypatch.setattr(training, "BOOSTED_ROWS", every // 4)
+    rows = training.boosted_rows(train, seed=0)
+    assert abs(rows.height - every // 4) < every // 20  # a sample of about the limit
+    assert set(rows.columns) < set(train.collect_schema())  # no feature the half does not read
+    assert rows.equals(training.boosted_rows(train, seed=0))  # the same in every process
+
+
+def test_predictions_build_features_a_block_of_stores_at_a_time(synthetic: Path) -> None:
+    # submit, predict and evaluate of a train run take their feature rows from these blocks.
+    data = read_rossmann(synthetic)
+    target = data.test.head(300).with_columns(pl.col("Date") - pl.duration(days=7))
+    whole = build_features(data, target)
+    frames, counts = [], blank_counts(data)
+    for frame, block_counts in feature_blocks(data, target, block_rows=2_000):
+        frames.append(frame)
+        add_counts(counts, block_counts)
+    assert len(frames) > 3 and counts == whole.report
+    assert pl.concat(frames).equals(whole.frame)
+    some = pl.Series([3, 17, 22])
+    wanted = pl.concat(frame for frame, _ in feature_blocks(data, target, stores=some,
+                                                             block_rows=2_000))
+    assert wanted.equals(whole.frame.filter(pl.col("Store").is_in(some.implode())))

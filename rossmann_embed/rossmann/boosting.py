@@ -48,6 +48,14 @@ LIGHTGBM_FEATURES = [
     "PromoInterval", "State", "DaysFromEaster",
     *[f"Days{side}{event}" for event in EVENTS for side in ("Since", "Until")],
 ]
+# The feature-row columns ``lightgbm_features`` reads.
+LIGHTGBM_INPUTS = [
+    "Store", "DayOfWeek", "Day", "Month", "Year", "WeekOfYear", "DayOfYear", "Promo",
+    "StateHoliday", "SchoolHoliday", "StoreType", "Assortment", "CompetitionDistance",
+    "CompetitionOpenSinceYear", "CompetitionOpenSinceMonth", "Promo2", "Promo2Active",
+    "Promo2SinceYear", "Promo2SinceWeek", "PromoInterval", "State", "DaysFromEaster",
+    *[f"Days{side}{event}" for event in EVENTS for side in ("Since", "Until")],
+]
 FALLBACK_ROUNDS = 100  # a history shorter than the early-stopping window cannot pick them
 MIN_ROWS = 100  # fewer rows than two leaves' minimum: LightGBM cannot grow a tree
 # Public Rossmann practice (the issue's tuned LightGBM); the rounds come from early stopping.

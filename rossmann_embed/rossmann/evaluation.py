@@ -20,9 +20,9 @@ from pathlib import Path
 import polars as pl
 import seaborn as sns
 
-from rossmann_embed.rossmann.features import build_features
 from rossmann_embed.rossmann.inference import Predictor, check_known_stores, predict_sales
 from rossmann_embed.rossmann.kaggle_files import read_rossmann
+from rossmann_embed.rossmann.shards import feature_blocks
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_json
 from rossmann_embed.tabular.metrics import rmspe, rmspe_expr
@@ -61,13 +61,14 @@ def labelled_predictions(predictor: Predictor, data_dir: str | Path, date_from: 
         )
     report = check_known_stores(period, predictor.known_stores,
                                 str(Path(data_dir) / "train.csv"), allow_unknown_stores)
-    frame = build_features(data).frame
-    rows = frame.filter((pl.col("Set") == "train") & in_period)
-    predicted = predict_sales(predictor, rows, members=True,
-                              source=f"features built from {data_dir}")
+    # The period's stores, a block at a time: memory is bound by a block's features.
+    predicted = pl.concat(
+        predict_sales(predictor, frame.filter((pl.col("Set") == "train") & in_period),
+                      members=True, source=f"features built from {data_dir}")
+        for frame, _ in feature_blocks(data, stores=period.get_column("Store")))
     days = {"days_requested": (date_to - date_from).days + 1,
             "days_with_labels": period.get_column("Date").n_unique()}
-    return predicted, {"rows": rows.height, **days, **report}
+    return predicted, {"rows": predicted.height, **days, **report}
 
 
 def rmspe_by(rows: pl.DataFrame, key: str) -> pl.DataFrame:

@@ -82,8 +82,8 @@ def build_features(data: RossmannData, target: pl.DataFrame | None = None) -> Fe
     categorical, continuous = feature_columns(data)
     cardinality = frame.select(pl.col(c).n_unique() for c in categorical).row(0)
     spec = ColumnSpec(dict(zip(categorical, cardinality, strict=True)), continuous, target="Sales")
-    report["rows_features"] = frame.height
-    return FeatureTable(frame, spec, report)
+    return FeatureTable(frame, spec, {**report, **blank_counts(data),
+                                      "rows_features": frame.height})
 
 
 def features_of(rows: pl.LazyFrame, data: RossmannData, farthest: float | None
@@ -180,18 +180,24 @@ def end_data_after(frame: Frame, days_left: np.ndarray | pl.Expr) -> Frame:
     return frame.with_columns(h.alias(c) for h, c in zip(hidden, LOOK_AHEAD, strict=True))
 
 
+def blank_counts(data: RossmannData) -> dict[str, int]:
+    """Blanks of the store and weather tables, filled by the features: a competition distance
+    as the farthest competitor, weather by the scaling."""
+    counts = {"stores_competition_distance_blank":
+              data.stores.get_column("CompetitionDistance").null_count()}
+    if data.weather is not None:
+        counts["weather_state_days_with_a_blank"] = data.weather.select(
+            pl.any_horizontal(pl.col(WEATHER_COLUMNS).is_null()).sum()).item()
+    return counts
+
+
 def stack_rows(data: RossmannData, target: pl.DataFrame | None) -> tuple[pl.DataFrame, dict]:
-    """Union of train, test and target rows; a target row replaces history on the same day."""
+    """Union of train, test and target rows (a target row replaces history on the same day),
+    and their row counts."""
     train = data.train.with_columns(Set=pl.lit("train"), Id=pl.lit(None, pl.Int64))
     test = data.test.with_columns(Set=pl.lit("test"), Sales=pl.lit(None, pl.Int64))
     report = {"rows_train": data.train.height, "rows_test": data.test.height}
     report["test_open_blank_as_open"] = data.test.get_column("Open").null_count()
-    # Blanks filled later, counted here: distance as the farthest, weather by the scaling.
-    report["stores_competition_distance_blank"] = (
-        data.stores.get_column("CompetitionDistance").null_count())
-    if data.weather is not None:
-        report["weather_state_days_with_a_blank"] = data.weather.select(
-            pl.any_horizontal(pl.col(WEATHER_COLUMNS).is_null()).sum()).item()
     parts = [train, test]
     if target is not None:
         keys = target.select("Store", "Date")

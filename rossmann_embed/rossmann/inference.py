@@ -22,7 +22,6 @@ import numpy as np
 import polars as pl
 
 from rossmann_embed.rossmann.boosting import Boosted
-from rossmann_embed.rossmann.features import build_features
 from rossmann_embed.rossmann.kaggle_files import (
     check_stores_known,
     check_unique,
@@ -30,6 +29,7 @@ from rossmann_embed.rossmann.kaggle_files import (
     read_rossmann,
 )
 from rossmann_embed.rossmann.levels import read_store_levels, rmspe_shift_of, store_level_of
+from rossmann_embed.rossmann.shards import add_counts, feature_blocks
 from rossmann_embed.tabular.errors import InputError
 from rossmann_embed.tabular.files import write_csv
 from rossmann_embed.tabular.run_directory import Logs, TabularRun, load_tabular_run
@@ -280,13 +280,17 @@ def predict_kaggle(predictor: Predictor, data_dir: str | Path,
     target = data.test if target is None else target
     check_stores_known(target, data.stores, name)
     report = check_known_stores(target, predictor.known_stores, name, allow_unknown_stores)
-    table = build_features(data, target)
-    rows = table.frame.filter(pl.col("Set") == "target")
-    report = {"rows": rows.height,
-              "open_blank_as_open": table.report["target_open_blank_as_open"], **report,
-              "unseen_values": unseen_categories(predictor, rows)}
-    predicted = predict_sales(predictor, rows, members=members,
-                              source=f"features built from {data_dir}")
+    predicted, counts, unseen = [], {}, {}
+    # The target's stores, a block at a time: memory is bound by a block's features.
+    for frame, block_counts in feature_blocks(data, target, stores=target.get_column("Store")):
+        rows = frame.filter(pl.col("Set") == "target")
+        add_counts(counts, block_counts)
+        add_counts(unseen, unseen_categories(predictor, rows))
+        predicted.append(predict_sales(predictor, rows, members=members,
+                                       source=f"features built from {data_dir}"))
+    predicted = pl.concat(predicted)
+    report = {"rows": predicted.height, "open_blank_as_open": counts["target_open_blank_as_open"],
+              **report, "unseen_values": unseen}
     return predicted.sort("Id"), report
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import polars as pl
 
 from rossmann_embed.rossmann.features import (
     ELAPSED_CAP_DAYS,
+    blank_counts,
     end_data_after,
     farthest_competitor,
     feature_columns,
@@ -61,33 +63,43 @@ def feature_cells(data_dir: str | Path) -> int:
     return rows * FEATURE_CELLS_PER_ROW
 
 
+def feature_blocks(data: RossmannData, target: pl.DataFrame | None = None, *,
+                   stores: pl.Series | None = None, block_rows: int = BLOCK_ROWS
+                   ) -> Iterator[tuple[pl.DataFrame, dict[str, int]]]:
+    """The rows of ``build_features(data, target)`` a block of about ``block_rows`` rows of
+    stores at a time, in the order of its frame, each with the block's row counts (add them
+    with ``add_counts``; ``features.blank_counts`` are the whole data's). ``stores``: the
+    stores whose rows are wanted (default: every store)."""
+    tables = [data.train, data.test, *([target] if target is not None else [])]
+    everyone = pl.concat([t.get_column("Store") for t in tables]).unique().sort()
+    farthest = farthest_competitor(data, everyone.to_frame())
+    wanted = everyone if stores is None else everyone.filter(everyone.is_in(stores.implode()))
+    rows_per_store = sum(t.height for t in tables) / max(1, len(everyone))
+    per_block = max(1, math.floor(block_rows / rows_per_store))
+    for start in range(0, len(wanted), per_block):
+        chosen = pl.col("Store").is_in(wanted.slice(start, per_block).implode())
+        part = RossmannData(data.train.filter(chosen), data.test.filter(chosen), data.stores,
+                            data.weather, data.trends)
+        rows, counts = stack_rows(part, target.filter(chosen) if target is not None else None)
+        frame = features_of(rows.lazy(), part, farthest).collect()
+        yield frame, {**counts, "rows_features": frame.height}
+
+
 def write_feature_shards(data: RossmannData, directory: Path, seed: int = 0,
                          block_rows: int = BLOCK_ROWS) -> FeatureShards:
     """The model rows of train.csv with their features (built from train.csv and test.csv
     together, as ``build_features``), one parquet file per block of about ``block_rows``
     rows, into ``directory``."""
-    stores = np.unique(np.concatenate([data.train.get_column("Store").to_numpy(),
-                                       data.test.get_column("Store").to_numpy()]))
-    rows_per_store = (data.train.height + data.test.height) / max(1, len(stores))
-    per_block = max(1, math.floor(block_rows / rows_per_store))
-    farthest = farthest_competitor(data, pl.DataFrame({"Store": stores}))
-    categorical, continuous = feature_columns(data)
-    paths, report = [], {}
-    for block, start in enumerate(range(0, len(stores), per_block)):
-        chosen = pl.col("Store").is_in(pl.Series(stores[start:start + per_block]).implode())
-        part = RossmannData(data.train.filter(chosen), data.test.filter(chosen), data.stores,
-                            data.weather, data.trends)
-        rows, counts = stack_rows(part, None)
-        frame = features_of(rows.lazy(), part, farthest).collect()
+    paths, report = [], blank_counts(data)
+    for block, (frame, counts) in enumerate(feature_blocks(data, block_rows=block_rows)):
         kept, kept_counts = model_rows(frame)
-        add_counts(report, {**counts, "rows_features": frame.height, **kept_counts})
-        del frame, rows
+        add_counts(report, {**counts, **kept_counts})
+        del frame
         order = np.random.default_rng((seed, block)).permutation(kept.height)
         path = directory / f"features-{block:05d}.parquet"
         write_parquet(kept[order], path, ROW_GROUP_ROWS)
         paths.append(str(path))
-    report["stores_competition_distance_blank"] = (
-        data.stores.get_column("CompetitionDistance").null_count())
+    categorical, continuous = feature_columns(data)
     lazy = pl.scan_parquet(paths)
     sizes = streamed(lazy.select(pl.col(c).n_unique() for c in categorical)).row(0)
     spec = ColumnSpec(dict(zip(categorical, sizes, strict=True)), continuous, target="Sales")

@@ -36,8 +36,9 @@ import numpy as np
 import polars as pl
 from pytorch_lightning import Callback
 
-from rossmann_embed.rossmann.boosting import MIN_ROWS, Boosted, store_factors
+from rossmann_embed.rossmann.boosting import LIGHTGBM_INPUTS, MIN_ROWS, Boosted, store_factors
 from rossmann_embed.rossmann.features import (
+    LOOK_AHEAD,
     FeatureTable,
     build_features,
     hide_future,
@@ -271,13 +272,16 @@ def last_training_days(train: pl.LazyFrame, days: int) -> pl.DataFrame:
 
 
 def boosted_rows(train: pl.LazyFrame, seed: int) -> pl.DataFrame:
-    """The boosted half's rows: every training row up to ``BOOSTED_ROWS``, else a seeded
-    sample of about that many (LightGBM holds its rows in memory)."""
+    """The boosted half's rows, with the columns it reads alone: every training row up to
+    ``BOOSTED_ROWS``, else a seeded sample of about that many (LightGBM holds its rows in
+    memory)."""
     rows = streamed(train.select(pl.len())).item()
+    columns = list(dict.fromkeys([*LIGHTGBM_INPUTS, *LOOK_AHEAD, "Date", "Sales"]))
     if rows <= BOOSTED_ROWS:
-        return streamed(train)
+        return streamed(train.select(columns))
     indexed = train if ROW_INDEX in train.collect_schema() else train.with_row_index(ROW_INDEX)
-    return training_sample(indexed, rows, seed, limit=BOOSTED_ROWS)
+    return training_sample(indexed.select(ROW_INDEX, *columns), rows, seed,
+                           limit=BOOSTED_ROWS).drop(ROW_INDEX)
 
 
 def store_levels(run_dir: Path, train: pl.DataFrame, days: int) -> pl.DataFrame | None:
