@@ -93,7 +93,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
 def run_export(args: argparse.Namespace) -> None:
     from rossmann_embed.runs import export
 
-    path = export(args.run, args.out)
+    path = export(args.run, args.out, **typed(args, "data_dir"))
     print(f"ONNX model written to {path}, its inputs described in {path.with_suffix('.json')}")
 
 
@@ -172,11 +172,14 @@ PARSERS = {
                        "each value of COLUMN (repeatable)"}),
         (["--table"], {"type": Path, "help": "`fit` runs: the table --label reads (default: "
                        "the training table)"})]),
-    "export": ("a `fit` run as one ONNX model for serving without Python's stack: the table's "
-               "columns in, the prediction out", None, [
-        (["--run"], {"required": True, "help": "run directory written by `fit`"}),
+    "export": ("a run as one ONNX model for serving without Python's stack: a `fit` run takes "
+               "the table's columns, a `train` run the feature rows of "
+               "rossmann.serving.serving_rows; the prediction out", None, [
+        (["--run"], {"required": True, "help": "run directory written by `fit` or `train`"}),
         (["--out"], {"required": True, "type": Path, "help": "ONNX file to write (.onnx); "
-                     "OUT with .json beside it names each input, its type and meaning"})]),
+                     "OUT with .json beside it names each input, its type and meaning"}),
+        (["--data-dir"], {"type": Path, "help": "`train` runs: Kaggle's files whose test.csv "
+                          "rows check the model (default: the run's)"})]),
     "submit": ("Kaggle submission (Id,Sales) from one or more runs", None, [
         RUNS, DATA_DIR, (["--test"], {"type": Path, "help": "file in Kaggle's test layout "
                                       "(default: DATA_DIR/test.csv)"}),
@@ -242,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             COMMANDS[args.command](args)
     except (InputError, TrainingFailed) as error:
         print(f"rossmann-embed: error: {error}", file=sys.stderr)
-        sys.exit(STATUS.get(type(error), 1))
+        sys.exit(next((code for kind, code in STATUS.items() if isinstance(error, kind)), 1))
     except KeyboardInterrupt:
         print("rossmann-embed: interrupted", file=sys.stderr)
         sys.exit(130)

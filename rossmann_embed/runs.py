@@ -63,16 +63,25 @@ def predict(run: str | Path, table: str | Path, out: str | Path, *,
     return {**report, "notes": prediction_notes(report)}
 
 
-def export(run: str | Path, out: str | Path) -> Path:
-    """Write a `fit` run as one ONNX model at ``out`` and its inputs' description beside it
-    (``EmbeddingRegressor.export_onnx``)."""
-    if not is_fit_run(run):
-        raise InputError.at(str(run), "a run written by `fit` (a `train` run cannot be "
-                            "exported yet)")
-    from rossmann_embed.tabular.estimator import EmbeddingRegressor
+def export(run: str | Path, out: str | Path, *, data_dir: str | Path | None = None) -> Path:
+    """Write a run as one ONNX model at ``out`` and its inputs' description beside it: a `fit`
+    run through ``EmbeddingRegressor.export_onnx``, a `train` run through
+    ``rossmann.serving.export_train_run``, checked on the test.csv rows of ``data_dir``
+    (default: the run's)."""
     from rossmann_embed.tabular.onnx_export import check_model_path
 
     check_model_path(out)  # before the run loads: a bad --out is found at once
+    if not is_fit_run(run):
+        from rossmann_embed.rossmann.serving import export_train_run, serving_rows
+
+        loaded = load_run(run)
+        rows = serving_rows(data_dir or training_data_dir(run), **loaded.feature_options)
+        return export_train_run(loaded, out, rows)
+    if data_dir is not None:
+        raise InputError.at("--data-dir", "a run written by `rossmann-embed train` (a `fit` "
+                            "run is checked on probe rows of its own columns)")
+    from rossmann_embed.tabular.estimator import EmbeddingRegressor
+
     columns = Path(run) / "columns.json"
     target = json.loads(columns.read_text())["target"] if columns.is_file() else None
     return EmbeddingRegressor.load(run).export_onnx(out, target)

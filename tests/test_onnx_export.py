@@ -209,7 +209,8 @@ def test_a_model_that_would_predict_differently_is_not_written(own_run, own_mode
 # --- the command ----------------------------------------------------------------------------
 
 
-def test_export_names_a_bad_out_and_a_train_run(own_run, tmp_path, capsys) -> None:
+def test_export_names_a_bad_out_an_empty_run_and_a_data_dir_for_a_fit_run(own_run, tmp_path,
+                                                                          capsys) -> None:
     (tmp_path / "folder.onnx").mkdir()
     for out in ("model.onnyx", "model", str(tmp_path / "folder.onnx")):
         with pytest.raises(SystemExit) as exit_status:
@@ -222,7 +223,11 @@ def test_export_names_a_bad_out_and_a_train_run(own_run, tmp_path, capsys) -> No
     with pytest.raises(SystemExit) as exit_status:
         main(["export", "--run", str(train_run), "--out", "m.onnx"])
     assert exit_status.value.code == 2
-    assert "a run written by `fit`" in capsys.readouterr().err
+    assert "checkpoints" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_status:
+        main(["export", "--run", str(own_run), "--out", "m.onnx", "--data-dir", "data"])
+    assert exit_status.value.code == 2
+    assert "`rossmann-embed train`" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -182,8 +182,9 @@ class ServingModule(nn.Module):
     dates as days), and returns the prediction in the target's units."""
 
     def __init__(self, models: list[EntityEmbeddingNetwork], preprocessor: Preprocessor,
-                 roles: ColumnRoles, inputs: list[ServingInput]) -> None:
+                 roles: ColumnRoles, inputs: list[ServingInput], inverse: bool = True) -> None:
         super().__init__()
+        self.inverse = inverse  # False: the members' mean in the model's space (log for log)
         # Copies, so that exporting changes nothing of the run. Each member's output bounds
         # are applied here, as float64 constants: the exporter writes Python floats as float32.
         self.members = nn.ModuleList(copy.deepcopy(m) for m in models)
@@ -227,6 +228,8 @@ class ServingModule(nn.Module):
         mean = torch.stack([
             bounded(m.forward_members(categorical, continuous), bounds).mean(1).float().double()
             for m, bounds in zip(self.members, self.bounds, strict=True)]).mean(0)
+        if not self.inverse:
+            return mean
         if self.transform == "log":
             return torch.exp(mean)
         return torch.expm1(mean) if self.transform == "log1p" else mean
@@ -418,28 +421,39 @@ def iso_weeks(year: torch.Tensor) -> torch.Tensor:
 # --- the ONNX model -------------------------------------------------------------------------
 
 
-def onnx_model(module: ServingModule, inputs: list[ServingInput]) -> Any:
-    """``module`` exported by torch's ONNX exporter, in float64, with the table's columns as
-    inputs: a ``LabelEncoder`` in front of each categorical one."""
+def onnx_model(module: nn.Module, inputs: list[ServingInput],
+               extra: dict[str, torch.Tensor] | None = None) -> Any:
+    """``module`` (a ``ServingModule``, or a module with its ``code_columns``,
+    ``value_columns`` and ``vocabularies``) exported by torch's ONNX exporter, in float64,
+    with the table's columns as inputs: a ``LabelEncoder`` in front of each categorical one.
+    ``extra``: further tensors ``forward`` takes after the values, by the name their input
+    gets (an example of each, rows first), for the caller to compute in the graph."""
     import onnx
 
+    extra = extra or {}
     module = module.double().eval()
     rows = 16  # an example of 0 or 1 rows would be specialised by torch.export, not dynamic
     codes = [torch.zeros(rows, dtype=torch.int64) for _ in module.code_columns]
     values = [torch.zeros(rows, dtype=torch.float64) for _ in module.value_columns]
+    examples = [e.expand(rows, *e.shape[1:]).contiguous() for e in extra.values()]
     dim = torch.export.Dim("rows")
     with torch.no_grad(), warnings.catch_warnings(), quiet_exporter():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            module, (codes, values), dynamo=True, opset_version=OPSET, verbose=False,
-            dynamic_shapes=([{0: dim}] * len(codes), [{0: dim}] * len(values)))
+            module, (codes, values, *examples), dynamo=True, opset_version=OPSET,
+            verbose=False, dynamic_shapes=([{0: dim}] * len(codes), [{0: dim}] * len(values),
+                                           *[{0: dim}] * len(examples)))
     model = onnx.compose.add_prefix(program.model_proto, INTERNAL)
     graph = model.graph
     exported = [i.name for i in graph.input]
     by_name = {i.name: i for i in inputs}
     encoders = [label_encoder(by_name[c], module.vocabularies[c], inner)
                 for c, inner in zip(module.code_columns, exported[:len(codes)], strict=True)]
-    renames = dict(zip(exported[len(codes):], module.value_columns, strict=True))
+    renames = dict(zip(exported[len(codes):], [*module.value_columns, *extra], strict=True))
+    extra_inputs = [onnx.helper.make_tensor_value_info(name, i.type.tensor_type.elem_type,
+                                                       ["rows", *example.shape[1:]])
+                    for name, i, example in zip(extra, graph.input[len(exported) - len(extra):],
+                                                examples, strict=True)]
     output = output_name(inputs)
     renames[graph.output[0].name] = output
     for node in graph.node:
@@ -452,6 +466,7 @@ def onnx_model(module: ServingModule, inputs: list[ServingInput]) -> Any:
     graph.input.extend(onnx.helper.make_tensor_value_info(
         i.name, onnx.TensorProto.STRING if i.type == "string" else onnx.TensorProto.DOUBLE,
         ["rows"]) for i in inputs)
+    graph.input.extend(extra_inputs)
     graph.output[0].name = output
     del graph.value_info[:]  # shapes inferred under the old names
     model.opset_import.append(onnx.helper.make_opsetid("ai.onnx.ml", ML_OPSET))
