@@ -14,7 +14,8 @@ For each size it runs, as separate processes, one after the other (never two at 
 With ``--rossmann-stores 1115,11150`` it also runs `train --epochs 1` on Kaggle-shaped
 synthetic Rossmann data (``rossmann.studies.synthetic``, 2013-01-01 to 2015-07-31 as Kaggle's)
 with that many stores: in memory at Kaggle's 1,115 stores, streamed (features built a block
-of stores at a time) at every size, under ``rossmann`` in the JSON.
+of stores at a time) at every size, then `submit` of its test.csv by the streamed run, under
+``rossmann`` in the JSON.
 
 Each entry reports peak resident memory of the command and its children (polled every 0.1 s,
 summed over the process tree), wall seconds, rows a second (training rows of the epoch, or
@@ -179,6 +180,18 @@ def measure_rossmann(stores: int, work: Path, results: dict, out: Path) -> None:
             "val_rmspe": report.get("rmspe"), "val_network_rmspe": report.get("network_rmspe")}
         print(f"{stores:,} stores, train {name}: {entry[f'train_{name}']}")
         write(out, results)
+    # Kaggle's test.csv of the same stores, forecast by the streamed run: the features of its
+    # stores are built a block at a time.
+    submission = work / f"rossmann-submission-{stores}.csv"
+    seconds, peak, status = peak_run([
+        sys.executable, "-m", "rossmann_embed.cli", "submit", "--run",
+        str(work / f"rossmann-run-streamed-{stores}"), "--data-dir", str(data),
+        "--out", str(submission)])
+    rows = sum(1 for _ in submission.open()) - 1 if submission.is_file() else None
+    entry["submit"] = {"seconds": round(seconds, 1), "peak_mb": round(peak), "status": status,
+                       "rows": rows}
+    print(f"{stores:,} stores, submit: {entry['submit']}")
+    write(out, results)
 
 
 def epoch_seconds(run: Path) -> float | None:

@@ -116,12 +116,13 @@ def test_a_model_that_would_forecast_differently_is_not_written(trained, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # about 100 s: Kaggle's features are built twice
 def test_a_run_on_kaggles_data_exports_and_forecasts_its_validation_days(real_data, tmp_path,
                                                                          monkeypatch) -> None:
+    # A small network on a sample, but Kaggle's stores, features, levels and boosted half.
     monkeypatch.setattr(boosting, "BOOSTED_ROUNDS", ROUNDS)
     run_dir = fit(TrainConfig(data_dir=str(real_data), out=str(tmp_path / "run"), epochs=1,
-                              train_rows=100_000, seeds=1))
+                              train_rows=50_000, hidden_sizes=[64, 32], seeds=1))
     run = load_train_run(run_dir)
     labelled = validation_rows(real_data, run.feature_options)
     model = serving.export_train_run(run, tmp_path / "rossmann.onnx", labelled)
