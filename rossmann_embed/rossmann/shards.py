@@ -36,7 +36,6 @@ from rossmann_embed.rossmann.features import (
 from rossmann_embed.rossmann.kaggle_files import RossmannData
 from rossmann_embed.tabular.encoding import ColumnSpec
 from rossmann_embed.tabular.files import write_parquet
-from rossmann_embed.tabular.statistics import streamed
 from rossmann_embed.tabular.streaming import HASH_SCALE, ROW_INDEX
 
 BLOCK_ROWS = 1_000_000  # rows whose features are built at a time: the memory bound
@@ -90,19 +89,21 @@ def write_feature_shards(data: RossmannData, directory: Path, seed: int = 0,
     """The model rows of train.csv with their features (built from train.csv and test.csv
     together, as ``build_features``), one parquet file per block of about ``block_rows``
     rows, into ``directory``."""
+    categorical, continuous = feature_columns(data)
     paths, report = [], blank_counts(data)
+    levels: dict[str, pl.Series] = {}  # each categorical column's values in the model rows
     for block, (frame, counts) in enumerate(feature_blocks(data, block_rows=block_rows)):
         kept, kept_counts = model_rows(frame)
         add_counts(report, {**counts, **kept_counts})
         del frame
+        for column in categorical:  # a block at a time: a pass over every shard costs more
+            seen = kept.get_column(column).unique()
+            levels[column] = seen if block == 0 else pl.concat([levels[column], seen]).unique()
         order = np.random.default_rng((seed, block)).permutation(kept.height)
         path = directory / f"features-{block:05d}.parquet"
         write_parquet(kept[order], path, ROW_GROUP_ROWS)
         paths.append(str(path))
-    categorical, continuous = feature_columns(data)
-    lazy = pl.scan_parquet(paths)
-    sizes = streamed(lazy.select(pl.col(c).n_unique() for c in categorical)).row(0)
-    spec = ColumnSpec(dict(zip(categorical, sizes, strict=True)), continuous, target="Sales")
+    spec = ColumnSpec({c: len(levels[c]) for c in categorical}, continuous, target="Sales")
     return FeatureShards(paths, spec, report)
 
 
