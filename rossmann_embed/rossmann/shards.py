@@ -38,7 +38,7 @@ from rossmann_embed.tabular.encoding import ColumnSpec
 from rossmann_embed.tabular.files import write_parquet
 from rossmann_embed.tabular.streaming import HASH_SCALE, ROW_INDEX
 
-BLOCK_ROWS = 1_000_000  # rows whose features are built at a time: the memory bound
+BLOCK_ROWS = 500_000  # rows whose features are built at a time (about 2 KB a row while built)
 ROW_GROUP_ROWS = 32_768  # several groups fill a shuffle buffer (streaming.BUFFER_ROWS)
 # train.csv's bytes a row (Kaggle's: 38 MB for 1,017,209 rows) and the features a row
 # becomes: the estimate of what the in-memory path would hold.
