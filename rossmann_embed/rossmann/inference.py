@@ -15,6 +15,7 @@ scores exactly the RMSPE that ``evaluate`` reports for it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import polars as pl
 
 from rossmann_embed.rossmann.boosting import Boosted
 from rossmann_embed.rossmann.kaggle_files import (
+    RossmannData,
     check_stores_known,
     check_unique,
     read_kaggle_csv,
@@ -281,9 +283,7 @@ def predict_kaggle(predictor: Predictor, data_dir: str | Path,
     check_stores_known(target, data.stores, name)
     report = check_known_stores(target, predictor.known_stores, name, allow_unknown_stores)
     predicted, counts, unseen = [], {}, {}
-    # The target's stores, a block at a time: memory is bound by a block's features.
-    for frame, block_counts in feature_blocks(data, target, stores=target.get_column("Store")):
-        rows = frame.filter(pl.col("Set") == "target")
+    for rows, block_counts in target_rows(data, target):
         add_counts(counts, block_counts)
         add_counts(unseen, unseen_categories(predictor, rows))
         predicted.append(predict_sales(predictor, rows, members=members,
@@ -292,6 +292,15 @@ def predict_kaggle(predictor: Predictor, data_dir: str | Path,
     report = {"rows": predicted.height, "open_blank_as_open": counts["target_open_blank_as_open"],
               **report, "unseen_values": unseen}
     return predicted.sort("Id"), report
+
+
+def target_rows(data: RossmannData, target: pl.DataFrame
+                ) -> Iterator[tuple[pl.DataFrame, dict[str, int]]]:
+    """The feature rows of ``target`` (Kaggle's test layout) with the history of ``data``, a
+    block of its stores at a time (memory is bound by a block), each with the block's row
+    counts."""
+    for frame, counts in feature_blocks(data, target, stores=target.get_column("Store")):
+        yield frame.filter(pl.col("Set") == "target"), counts
 
 
 def submission(predicted: pl.DataFrame) -> pl.DataFrame:

@@ -26,10 +26,9 @@ import torch
 from torch import nn
 
 from rossmann_embed.rossmann.boosting import LIGHTGBM_FEATURES, Boosted, lightgbm_features
-from rossmann_embed.rossmann.inference import Run, predict_sales, read_target
+from rossmann_embed.rossmann.inference import Run, predict_sales, read_target, target_rows
 from rossmann_embed.rossmann.kaggle_files import check_stores_known, read_rossmann
 from rossmann_embed.rossmann.levels import RMSPE_SHIFT
-from rossmann_embed.rossmann.shards import feature_blocks
 from rossmann_embed.tabular.columns import ColumnRoles
 from rossmann_embed.tabular.files import atomic_write, write_json
 from rossmann_embed.tabular.onnx_export import (
@@ -64,8 +63,7 @@ def serving_rows(data_dir: str | Path, test: str | Path | None = None, *,
     data = read_rossmann(data_dir, weather=weather, trends=trends)
     target = data.test if test is None else read_target(test)
     check_stores_known(target, data.stores, str(test or Path(data_dir) / "test.csv"))
-    rows = pl.concat(frame.filter(pl.col("Set") == "target") for frame, _ in
-                     feature_blocks(data, target, stores=target.get_column("Store")))
+    rows = pl.concat(rows for rows, _ in target_rows(data, target))
     return with_lightgbm_view(rows).sort("Id")
 
 
